@@ -1,0 +1,2160 @@
+"""micrograd.py: a tiny, complete deep-learning engine in one file.
+
+Read it top to bottom: the autograd engine (`Value`), neural networks, losses, optimizers,
+datasets, training, drawing, a benchmark and the command line, each section using only what
+came before it.
+
+    python micrograd.py expr                       # a small expression, its gradients, its graph
+    python micrograd.py train --epochs 20 --optim adam
+    python micrograd.py bench                      # speed and memory figures
+
+Pure Python; matplotlib is needed for drawing only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import builtins
+import contextlib
+import gc
+import json
+import math
+import numbers
+import os
+import random
+import statistics
+import sys
+import tempfile
+import time
+import tracemalloc
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from operator import attrgetter, mul
+
+__version__ = "1.0.0"
+
+# ---------------------------------------------------------------------------------------------
+# Value: the autograd engine
+# ---------------------------------------------------------------------------------------------
+# Each op computes its result and, at the same moment, the local derivatives d(result)/d(child),
+# and stores both in the new node. backward() is then one generic loop over the graph in
+# reverse topological order: child.grad += local * node.grad. No closures, no recursion, and no
+# reference cycles (a node points only at its children), so memory is freed as soon as the last
+# reference to the root goes away.
+
+_grad_enabled = True  # switched off inside `with no_grad():`
+_ONES = (1.0, 1.0)  # the local gradients of a + b, shared by every sum node
+_PLUS_MINUS = (1.0, -1.0)  # the local gradients of a - b
+_MINUS_ONE = (-1.0,)
+_SQRT2 = math.sqrt(2.0)
+_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+_data = attrgetter("data")
+
+
+def _to_float(x: object) -> float:
+    """The float in x, or a TypeError that names what x was."""
+    if isinstance(x, numbers.Real) and not isinstance(x, Value):
+        return float(x)
+    raise TypeError(
+        f"Value needs a real number (int or float), got {type(x).__name__}: {x!r}")
+
+
+def _pow(base: float, exponent: float) -> float:
+    """base ** exponent as a real float: inf on overflow, a ValueError instead of a complex."""
+    try:
+        result = base ** exponent
+    except OverflowError:
+        odd = exponent == int(exponent) and int(exponent) % 2 == 1
+        return -math.inf if base < 0 and odd else math.inf
+    except ZeroDivisionError:
+        raise ZeroDivisionError(
+            f"{base!r} ** {exponent!r}: zero cannot be raised to a negative power") from None
+    if isinstance(result, complex):
+        raise ValueError(
+            f"{base!r} ** {exponent!r} is a complex number: a negative base needs an integer "
+            "exponent")
+    return result
+
+
+def _pow_grad(base: float, exponent: float) -> float:
+    """d(base ** exponent)/d(base), with PyTorch's conventions at zero."""
+    if exponent == 0.0:
+        return 0.0
+    if base == 0.0 and exponent < 1.0:
+        return math.inf  # the slope of x ** 0.5 at 0, say; negative exponents fail earlier
+    return exponent * _pow(base, exponent - 1.0)
+
+
+def _exponent_grad(base: float, result: float) -> float:
+    """d(base ** e)/d(e) = result * log(base): 0 for a zero base, nan for a negative one."""
+    if base > 0.0:
+        return result * math.log(base)
+    return 0.0 if base == 0.0 else math.nan
+
+
+def _exp(x: float) -> float:
+    try:
+        return math.exp(x)
+    except OverflowError:
+        return math.inf
+
+
+def _sigmoid(x: float) -> float:
+    if x >= 0.0:
+        return 1.0 / (1.0 + math.exp(-x))
+    e = math.exp(x)  # never overflows here, unlike exp(-x)
+    return e / (1.0 + e)
+
+
+class Value:
+    """A scalar that remembers how it was made, so that gradients can flow back through it."""
+
+    __slots__ = ("data", "grad", "label", "_children", "_local_grads", "_op")
+
+    def __init__(self, data: float, label: str = "", _children: tuple = (),
+                 _local_grads: tuple = (), _op: str = "") -> None:
+        self.data = data if type(data) is float else _to_float(data)
+        self.grad = 0.0
+        self.label = label
+        if _grad_enabled:
+            self._children = _children  # the Values this one was computed from
+            self._local_grads = _local_grads  # d self / d child, one per child
+            self._op = _op
+        else:
+            self._children = self._local_grads = ()
+            self._op = ""
+
+    def __repr__(self) -> str:
+        label = f", label={self.label!r}" if self.label else ""
+        return f"Value(data={self.data!r}, grad={self.grad!r}{label})"
+
+    def __float__(self) -> float:
+        return self.data
+
+    # -- arithmetic: each op states its value and its local derivatives together -------------
+
+    def __add__(self, other: Value | float) -> Value:
+        other = other if isinstance(other, Value) else Value(other)
+        return Value(self.data + other.data, "", (self, other), _ONES, "+")
+
+    def __mul__(self, other: Value | float) -> Value:
+        other = other if isinstance(other, Value) else Value(other)
+        return Value(self.data * other.data, "", (self, other), (other.data, self.data), "*")
+
+    def __sub__(self, other: Value | float) -> Value:
+        other = other if isinstance(other, Value) else Value(other)
+        return Value(self.data - other.data, "", (self, other), _PLUS_MINUS, "-")
+
+    def __rsub__(self, other: float) -> Value:
+        return Value(other) - self
+
+    def __truediv__(self, other: Value | float) -> Value:
+        other = other if isinstance(other, Value) else Value(other)
+        a, b = self.data, other.data
+        if b == 0.0:
+            raise ZeroDivisionError(f"division by zero: {a!r} / {b!r}")
+        return Value(a / b, "", (self, other), (1.0 / b, -a / (b * b)), "/")
+
+    def __rtruediv__(self, other: float) -> Value:
+        return Value(other) / self
+
+    def __neg__(self) -> Value:
+        return Value(-self.data, "", (self,), _MINUS_ONE, "neg")
+
+    def __pos__(self) -> Value:
+        return self
+
+    def __abs__(self) -> Value:
+        x = self.data
+        return Value(abs(x), "", (self,), (float((x > 0.0) - (x < 0.0)),), "abs")
+
+    def __pow__(self, other: Value | float) -> Value:
+        a = self.data
+        if isinstance(other, Value):
+            b = other.data
+            out = _pow(a, b)
+            return Value(out, "", (self, other), (_pow_grad(a, b), _exponent_grad(a, out)), "**")
+        b = _to_float(other)
+        return Value(_pow(a, b), "", (self,), (_pow_grad(a, b),), f"**{other}")
+
+    def __rpow__(self, other: float) -> Value:
+        return Value(other) ** self
+
+    __radd__ = __add__
+    __rmul__ = __mul__
+
+    # -- elementary functions and activations ------------------------------------------------
+
+    def exp(self) -> Value:
+        out = _exp(self.data)
+        return Value(out, "", (self,), (out,), "exp")
+
+    def log(self) -> Value:
+        x = self.data
+        if x <= 0.0:
+            raise ValueError(f"log needs a positive number, got {x!r}")
+        return Value(math.log(x), "", (self,), (1.0 / x,), "log")
+
+    def sqrt(self) -> Value:
+        x = self.data
+        if x < 0.0:
+            raise ValueError(f"sqrt needs a number >= 0, got {x!r}")
+        out = math.sqrt(x)
+        return Value(out, "", (self,), (0.5 / out if out else math.inf,), "sqrt")
+
+    def tanh(self) -> Value:
+        t = math.tanh(self.data)
+        return Value(t, "", (self,), (1.0 - t * t,), "tanh")
+
+    def sigmoid(self) -> Value:
+        s = _sigmoid(self.data)
+        return Value(s, "", (self,), (s * (1.0 - s),), "sigmoid")
+
+    def relu(self) -> Value:
+        x = self.data
+        # PyTorch's convention at the kink: relu'(0) = 0.
+        return Value(x if x > 0.0 else 0.0, "", (self,), (1.0 if x > 0.0 else 0.0,), "relu")
+
+    def leaky_relu(self, negative_slope: float = 0.01) -> Value:
+        x = self.data
+        slope = 1.0 if x > 0.0 else negative_slope
+        return Value(x * slope, "", (self,), (slope,), "leaky_relu")
+
+    def elu(self, alpha: float = 1.0) -> Value:
+        x = self.data
+        if x > 0.0:
+            return Value(x, "", (self,), (1.0,), "elu")
+        return Value(alpha * math.expm1(x), "", (self,), (alpha * math.exp(x),), "elu")
+
+    def gelu(self) -> Value:
+        """The exact GELU, x * Phi(x), with Phi the standard normal CDF."""
+        x = self.data
+        cdf = 0.5 * (1.0 + math.erf(x / _SQRT2))
+        pdf = _INV_SQRT_2PI * math.exp(-0.5 * x * x)
+        return Value(x * cdf, "", (self,), (cdf + x * pdf,), "gelu")
+
+    def silu(self) -> Value:
+        x = self.data
+        s = _sigmoid(x)
+        return Value(x * s, "", (self,), (s * (1.0 + x * (1.0 - s)),), "silu")
+
+    def softplus(self) -> Value:
+        """log(1 + exp(x)); like PyTorch, the identity above x = 20."""
+        x = self.data
+        if x > 20.0:
+            return Value(x, "", (self,), (1.0,), "softplus")
+        return Value(math.log1p(math.exp(x)), "", (self,), (_sigmoid(x),), "softplus")
+
+    # -- fused n-ary ops: one node where the elementary path would make many ----------------
+
+    @staticmethod
+    def sum(values: Iterable[Value | float]) -> Value:
+        """The sum of many values as one node."""
+        values = tuple(_as_values(values))
+        return Value(sum(map(_data, values)), "", values, (1.0,) * len(values), "sum")
+
+    @staticmethod
+    def dot(weights: Sequence[Value | float], inputs: Sequence[Value | float],
+            bias: Value | float | None = None) -> Value:
+        """sum(w * x for w, x in zip(weights, inputs)) (+ bias) as one node."""
+        weights, inputs = tuple(_as_values(weights)), tuple(_as_values(inputs))
+        if len(weights) != len(inputs):
+            raise ValueError(
+                f"dot needs as many weights as inputs, got {len(weights)} and {len(inputs)}")
+        if bias is not None and not isinstance(bias, Value):
+            bias = Value(bias)
+        return _dot(weights, inputs, bias)
+
+    # -- backpropagation ----------------------------------------------------------------------
+
+    def backward(self) -> None:
+        """Fill in d self / d v for every v this Value was computed from.
+
+        As in PyTorch, leaves accumulate: a second call adds the same gradients again. A leaf's
+        contributions from this pass are summed on their own before being added to its grad,
+        so two calls give exactly twice the gradient of one.
+        """
+        order = _topological_order(self)
+        leaves, earlier = [], []
+        for node in order:
+            if not node._children:
+                leaves.append(node)
+                earlier.append(node.grad)
+            node.grad = 0.0
+        self.grad = 1.0
+        for node in reversed(order):
+            grad = node.grad
+            for child, local in zip(node._children, node._local_grads):
+                child.grad += local * grad
+        for leaf, grad in zip(leaves, earlier):
+            leaf.grad = grad + leaf.grad
+
+
+def _as_values(items: Iterable[Value | float]) -> Iterator[Value]:
+    return (v if isinstance(v, Value) else Value(v) for v in items)
+
+
+def _dot(weights: tuple, inputs: tuple, bias: Value | None) -> Value:
+    """Value.dot on tuples of Values of equal length, with no checks: the networks' hot path."""
+    w, x = [v.data for v in weights], [v.data for v in inputs]
+    total = sum(map(mul, w, x))
+    if bias is None:
+        return Value(total, "", (*weights, *inputs), (*x, *w), "dot")
+    return Value(total + bias.data, "", (*weights, *inputs, bias), (*x, *w, 1.0), "dot")
+
+
+def _topological_order(root: Value) -> list[Value]:
+    """Every node root depends on, children before parents, found without recursion.
+
+    A depth-first search that keeps, for each node on its path, an iterator over the node's
+    children: the search resumes where it left off, and a node is listed once all its
+    children are.
+    """
+    order, seen = [], {root}
+    path = [(root, iter(root._children))]
+    while path:
+        node, children = path[-1]
+        for child in children:
+            if child not in seen:
+                seen.add(child)
+                path.append((child, iter(child._children)))
+                break
+        else:
+            path.pop()
+            order.append(node)
+    return order
+
+
+@contextlib.contextmanager
+def no_grad() -> Iterator[None]:
+    """Inside this block ops build no graph: every result is a leaf (as torch.no_grad)."""
+    global _grad_enabled
+    previous, _grad_enabled = _grad_enabled, False
+    try:
+        yield
+    finally:
+        _grad_enabled = previous
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector while big graphs are built and walked.
+
+    The graph has no cycles, so the collector finds nothing, yet every few hundred new nodes it
+    would scan them all again. Its state is restored afterwards, exceptions included.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def gradcheck(f: Callable[..., Value], inputs: Sequence[float], eps: float = 1e-6,
+              tol: float = 1e-6) -> bool:
+    """Compare backward() with central differences of f(*inputs); raise ValueError on a miss.
+
+    The tolerance is relative to the larger of 1 and the finite-difference slope.
+    """
+    xs = [float(x) for x in inputs]
+    values = [Value(x) for x in xs]
+    f(*values).backward()
+    for i, x in enumerate(xs):
+        with no_grad():
+            up = f(*[Value(x + eps if j == i else v) for j, v in enumerate(xs)]).data
+            down = f(*[Value(x - eps if j == i else v) for j, v in enumerate(xs)]).data
+        numeric = (up - down) / (2.0 * eps)
+        analytic = values[i].grad
+        if not abs(analytic - numeric) <= tol * max(1.0, abs(numeric)):
+            raise ValueError(
+                f"gradcheck failed for input {i} (x = {x!r}): backward() gives {analytic!r}, "
+                f"central differences give {numeric!r}")
+    return True
+
+
+ACTIVATIONS: dict[str, Callable[[Value], Value]] = {
+    "linear": lambda v: v,
+    "tanh": Value.tanh,
+    "relu": Value.relu,
+    "sigmoid": Value.sigmoid,
+    "leaky_relu": Value.leaky_relu,
+    "elu": Value.elu,
+    "gelu": Value.gelu,
+    "silu": Value.silu,
+    "softplus": Value.softplus,
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# Neural network: Module, Neuron, Layer, MLP
+# ---------------------------------------------------------------------------------------------
+
+MODEL_FORMAT = "micrograd.py model"
+MODEL_VERSION = 1
+
+
+def _inputs(x: Sequence[Value | float], expected: int, who: str) -> tuple[Value, ...]:
+    """x as a tuple of Values (numbers become leaves labelled x0, x1, ...), or a ValueError
+    when its length is not the expected one."""
+    if len(x) != expected:
+        raise ValueError(f"{who} expects {expected} inputs, got {len(x)}")
+    return tuple(v if isinstance(v, Value) else Value(v, f"x{i}") for i, v in enumerate(x))
+
+
+def _write_atomically(path: str, text: str) -> None:
+    """Write text to path through a temporary file in the same folder, then rename it.
+
+    A reader never sees half a file, and a failure leaves any earlier file untouched.
+    """
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(path))
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+class Module:
+    """The base of every network part: parameters, gradients, state, saving and loading."""
+
+    def parameters(self) -> list[Value]:
+        return []
+
+    def zero_grad(self) -> None:
+        for p in self.parameters():
+            p.grad = 0.0
+
+    def config(self) -> dict:
+        """The constructor arguments that rebuild this module's architecture."""
+        return {}
+
+    def named_values(self) -> dict[str, list]:
+        """The parameters by name, in PyTorch's naming style, as (nested) lists of Values."""
+        return {}
+
+    def state_dict(self) -> dict[str, list]:
+        """The parameters as plain JSON-able data: named_values() with numbers for Values."""
+        return {key: _map_nested(_data, values)
+                for key, values in self.named_values().items()}
+
+    def load_state_dict(self, state: dict) -> None:
+        own = self.named_values()
+        if not isinstance(state, dict) or set(state) != set(own):
+            got = sorted(state) if isinstance(state, dict) else type(state).__name__
+            raise ValueError(f"state_dict keys do not match: expected {sorted(own)}, got {got}")
+        pairs = [pair for key, values in own.items()
+                 for pair in _zip_nested(values, state[key], key)]
+        for p, x in pairs:  # assign only once everything has been checked
+            p.data = x
+
+    def save(self, path: str) -> None:
+        """Write the architecture and parameters as JSON (never pickle), atomically."""
+        document = {"format": MODEL_FORMAT, "version": MODEL_VERSION,
+                    "model": type(self).__name__, "config": self.config(),
+                    "state_dict": self.state_dict()}
+        _write_atomically(path, json.dumps(document, indent=1) + "\n")
+
+    @classmethod
+    def load(cls, path: str) -> Module:
+        """Rebuild a module saved by save(). Bad files raise ValueError naming the problem."""
+        with open(path) as f:
+            try:
+                document = json.load(f)
+            except (json.JSONDecodeError, UnicodeDecodeError) as e:
+                raise ValueError(f"{path} is not JSON ({e})") from None
+        if not isinstance(document, dict) or document.get("format") != MODEL_FORMAT:
+            raise ValueError(f"{path} is not a micrograd.py model file")
+        if document.get("version") != MODEL_VERSION:
+            raise ValueError(f"{path} has format version {document.get('version')!r}; "
+                             f"this micrograd.py reads version {MODEL_VERSION}")
+        if document.get("model") != cls.__name__:
+            raise ValueError(f"{path} holds a {document.get('model')!r}, not a {cls.__name__}")
+        try:
+            model = cls(**document["config"])
+            model.load_state_dict(document["state_dict"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValueError(f"{path}: {e}") from None
+        return model
+
+
+def _map_nested(f: Callable, items: list) -> list:
+    return [_map_nested(f, x) if isinstance(x, list) else f(x) for x in items]
+
+
+def _zip_nested(values: list, data: object, key: str) -> list[tuple[Value, float]]:
+    """Pairs (parameter, number) from values and data, checking that both have one shape."""
+    if not isinstance(data, list) or len(data) != len(values):
+        size = len(data) if isinstance(data, list) else type(data).__name__
+        raise ValueError(f"{key}: expected a list of {len(values)}, got {size}")
+    pairs = []
+    for v, d in zip(values, data):
+        if isinstance(v, list):
+            pairs.extend(_zip_nested(v, d, key))
+        elif isinstance(d, bool) or not isinstance(d, (int, float)):
+            raise ValueError(f"{key}: expected a number, got {d!r}")
+        else:
+            pairs.append((v, float(d)))
+    return pairs
+
+
+class Neuron(Module):
+    """activation(w . x + b): one dot-product node and one activation node."""
+
+    def __init__(self, nin: int, activation: str = "tanh", rng: random.Random | None = None):
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {activation!r}; choose from "
+                             f"{', '.join(ACTIVATIONS)}")
+        uniform = (rng or random).uniform
+        self.w = tuple(Value(uniform(-1.0, 1.0), "w") for _ in range(nin))
+        self.b = Value(0.0, "b")
+        self.activation = activation
+        self._act = ACTIVATIONS[activation]
+
+    def __call__(self, x: Sequence[Value | float]) -> Value:
+        return self._forward(_inputs(x, len(self.w), "Neuron"))
+
+    def _forward(self, x: tuple[Value, ...]) -> Value:
+        return self._act(_dot(self.w, x, self.b))
+
+    def parameters(self) -> list[Value]:
+        return [*self.w, self.b]
+
+    def config(self) -> dict:
+        return {"nin": len(self.w), "activation": self.activation}
+
+    def named_values(self) -> dict[str, list]:
+        return {"weight": list(self.w), "bias": [self.b]}
+
+    def __repr__(self) -> str:
+        return f"Neuron({len(self.w)}, activation={self.activation!r})"
+
+
+class Layer(Module):
+    """nout neurons that read the same inputs; calling it returns a list of Values."""
+
+    def __init__(self, nin: int, nout: int, activation: str = "tanh",
+                 rng: random.Random | None = None):
+        self.neurons = [Neuron(nin, activation, rng) for _ in range(nout)]
+        self.nin, self.activation = nin, activation
+
+    def __call__(self, x: Sequence[Value | float]) -> list[Value]:
+        return self._forward(_inputs(x, self.nin, "Layer"))
+
+    def _forward(self, x: tuple[Value, ...]) -> list[Value]:
+        return [n._forward(x) for n in self.neurons]
+
+    def parameters(self) -> list[Value]:
+        return [p for n in self.neurons for p in n.parameters()]
+
+    def config(self) -> dict:
+        return {"nin": self.nin, "nout": len(self.neurons), "activation": self.activation}
+
+    def named_values(self) -> dict[str, list]:
+        return {"weight": [list(n.w) for n in self.neurons],
+                "bias": [n.b for n in self.neurons]}
+
+    def __repr__(self) -> str:
+        return f"Layer({self.nin}, {len(self.neurons)}, activation={self.activation!r})"
+
+
+class MLP(Module):
+    """A multi-layer perceptron: hidden layers with `activation`, the last with
+    `output_activation`. Returns one Value when the last layer has one neuron, else a list.
+    `seed` makes the initial weights reproducible (default: Python's global generator)."""
+
+    def __init__(self, nin: int, nouts: Sequence[int], activation: str = "tanh",
+                 output_activation: str = "tanh", seed: int | None = None):
+        sizes = [nin, *nouts]
+        if not nouts or any(not isinstance(n, int) or n < 1 for n in sizes):
+            raise ValueError(f"layer sizes must be positive integers, got {sizes}")
+        rng = random.Random(seed) if seed is not None else None
+        last = len(nouts) - 1
+        self.layers = [Layer(sizes[i], sizes[i + 1],
+                             output_activation if i == last else activation, rng)
+                       for i in range(len(nouts))]
+        self.nin, self.nouts = nin, list(nouts)
+        self.activation, self.output_activation = activation, output_activation
+
+    def __call__(self, x: Sequence[Value | float]) -> Value | list[Value]:
+        x = _inputs(x, self.nin, "MLP")
+        for layer in self.layers:
+            x = tuple(layer._forward(x))
+        return x[0] if len(x) == 1 else list(x)
+
+    def parameters(self) -> list[Value]:
+        return [p for layer in self.layers for p in layer.parameters()]
+
+    def config(self) -> dict:
+        return {"nin": self.nin, "nouts": self.nouts, "activation": self.activation,
+                "output_activation": self.output_activation}
+
+    def named_values(self) -> dict[str, list]:
+        return {f"layers.{i}.{name}": values for i, layer in enumerate(self.layers)
+                for name, values in layer.named_values().items()}
+
+    def __repr__(self) -> str:
+        sizes = " -> ".join(str(n) for n in [self.nin, *self.nouts])
+        return (f"MLP({sizes}, activation={self.activation!r}, output_activation="
+                f"{self.output_activation!r}, parameters={len(self.parameters())})")
+
+
+# ---------------------------------------------------------------------------------------------
+# Losses (the mean over the batch, as PyTorch's defaults)
+# ---------------------------------------------------------------------------------------------
+
+def _check_batch(outputs: Sequence, targets: Sequence, what: str) -> int:
+    if len(outputs) != len(targets):
+        raise ValueError(f"{what}: got {len(outputs)} predictions but {len(targets)} targets")
+    if not outputs:
+        raise ValueError(f"{what}: the batch is empty")
+    return len(outputs)
+
+
+def _mean(losses: list[Value]) -> Value:
+    return Value.sum(losses) / len(losses)
+
+
+def mse_loss(preds: Sequence[Value], targets: Sequence[float]) -> Value:
+    """Mean squared error."""
+    _check_batch(preds, targets, "mse_loss")
+    return _mean([(p - t) ** 2 for p, t in zip(_as_values(preds), _as_values(targets))])
+
+
+def hinge_loss(scores: Sequence[Value], labels: Sequence[float]) -> Value:
+    """The SVM loss max(0, 1 - y * score), for labels -1 and +1."""
+    _check_batch(scores, labels, "hinge_loss")
+    for i, y in enumerate(labels):
+        if y not in (-1, 1):
+            raise ValueError(f"hinge_loss needs labels -1 or +1, got {y!r} at index {i}")
+    return _mean([(1.0 - y * s).relu() for s, y in zip(scores, labels)])
+
+
+def _bce_with_logit(x: Value, y: float) -> Value:
+    """-[y log sigmoid(x) + (1 - y) log(1 - sigmoid(x))] in a form that never overflows."""
+    z = x.data
+    loss = max(z, 0.0) - z * y + math.log1p(math.exp(-abs(z)))
+    return Value(loss, "", (x,), (_sigmoid(z) - y,), "bce")
+
+
+def bce_with_logits_loss(logits: Sequence[Value], labels: Sequence[float]) -> Value:
+    """Binary cross entropy on raw scores (logits), for labels 0 and 1."""
+    _check_batch(logits, labels, "bce_with_logits_loss")
+    for i, y in enumerate(labels):
+        if not 0 <= y <= 1:
+            raise ValueError(f"bce_with_logits_loss needs labels 0 or 1, got {y!r} at index {i}")
+    return _mean([_bce_with_logit(x, y) for x, y in zip(_as_values(logits), labels)])
+
+
+def _cross_entropy_one(logits: tuple[Value, ...], target: int) -> Value:
+    """-log softmax(logits)[target], through log-sum-exp so that no exp overflows."""
+    zs = [v.data for v in logits]
+    top = max(zs)
+    exps = [math.exp(z - top) for z in zs]
+    total = sum(exps)
+    loss = top + math.log(total) - zs[target]
+    local = tuple(e / total - (i == target) for i, e in enumerate(exps))
+    return Value(loss, "", logits, local, "ce")
+
+
+def cross_entropy(logits: Sequence[Sequence[Value]], targets: Sequence[int]) -> Value:
+    """Softmax cross entropy: logits holds one list of class scores per sample."""
+    _check_batch(logits, targets, "cross_entropy")
+    rows = [tuple(_as_values(row)) for row in logits]
+    for i, (row, t) in enumerate(zip(rows, targets)):
+        if isinstance(t, bool) or not isinstance(t, int) or not 0 <= t < len(row):
+            raise ValueError(f"cross_entropy needs class indices 0..{len(row) - 1}, "
+                             f"got {t!r} at index {i}")
+    return _mean([_cross_entropy_one(row, t) for row, t in zip(rows, targets)])
+
+
+LOSSES: dict[str, Callable[..., Value]] = {
+    "mse": mse_loss,
+    "hinge": hinge_loss,
+    "bce": bce_with_logits_loss,
+    "ce": cross_entropy,
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# Optimizers (torch.optim's update rules and defaults, to the last bit in float64)
+# ---------------------------------------------------------------------------------------------
+# torch's CPU kernels round some steps once, as a fused multiply-add (fma): add(a, b, alpha)
+# is fma(alpha, b, a) and addcmul(s, a, b, value) is fma(value*a, b, s); addcdiv(s, a, b,
+# value) is plain s + value*a/b. The updates below are written with helpers of the same
+# names, so that they read like torch's source and give the same numbers, bit for bit.
+
+def _fma_exact(x: float, y: float, z: float) -> float:
+    """x * y + z rounded once: exact integer arithmetic, then one correctly rounded division."""
+    try:
+        (xn, xd), (yn, yd), (zn, zd) = (
+            x.as_integer_ratio(), y.as_integer_ratio(), z.as_integer_ratio())
+    except (OverflowError, ValueError):  # inf or nan: there is nothing left to round
+        return x * y + z
+    numerator = xn * yn * zd + zn * xd * yd
+    try:
+        return numerator / (xd * yd * zd)
+    except OverflowError:
+        return math.copysign(math.inf, numerator)
+
+
+_fma = getattr(math, "fma", _fma_exact)  # math.fma arrived in Python 3.13
+
+
+def _add(a: float, b: float, alpha: float) -> float:
+    return _fma(alpha, b, a)
+
+
+def _addcmul(s: float, a: float, b: float, value: float) -> float:
+    return _fma(value * a, b, s)
+
+
+def _addcdiv(s: float, a: float, b: float, value: float) -> float:
+    return s + value * a / b
+
+
+def _lerp(start: float, end: float, weight: float) -> float:
+    """start + weight * (end - start), computed as torch.lerp does."""
+    if weight < 0.5:
+        return _fma(weight, end - start, start)
+    return _fma(-(1.0 - weight), end - start, end)
+
+
+def _check_hyper(name: str, value: float, low: float = 0.0, high: float = math.inf,
+                 high_open: bool = False) -> None:
+    ok = low <= value < high if high_open else low <= value <= high
+    if not ok:
+        raise ValueError(f"invalid {name}: {value!r}")
+
+
+class Optimizer:
+    """Updates parameters from their gradients; `lr` may be changed between steps."""
+
+    decoupled_weight_decay = False  # AdamW shrinks the parameter instead of adding L2
+
+    def __init__(self, params: Iterable[Value], lr: float, weight_decay: float) -> None:
+        self.params = list(params)
+        if not self.params:
+            raise ValueError("the optimizer got an empty parameter list")
+        _check_hyper("learning rate", lr)
+        _check_hyper("weight_decay", weight_decay)
+        self.lr, self.weight_decay = lr, weight_decay
+        self.state: list[dict[str, float]] = [{} for _ in self.params]
+
+    def zero_grad(self) -> None:
+        for p in self.params:
+            p.grad = 0.0
+
+    def step(self) -> None:
+        for p, state in zip(self.params, self.state):
+            grad = p.grad
+            if self.weight_decay and not self.decoupled_weight_decay:
+                grad = _add(grad, p.data, self.weight_decay)  # L2 penalty on the gradient
+            p.data = self._update(p.data, grad, state)
+
+    def _update(self, param: float, grad: float, state: dict[str, float]) -> float:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(lr={self.lr})"
+
+
+class SGD(Optimizer):
+    """Gradient descent with optional momentum, dampening and Nesterov momentum."""
+
+    def __init__(self, params: Iterable[Value], lr: float = 0.001, momentum: float = 0.0,
+                 dampening: float = 0.0, nesterov: bool = False, weight_decay: float = 0.0):
+        super().__init__(params, lr, weight_decay)
+        _check_hyper("momentum", momentum)
+        if nesterov and (momentum <= 0 or dampening != 0):
+            raise ValueError("nesterov momentum needs momentum > 0 and dampening = 0")
+        self.momentum, self.dampening, self.nesterov = momentum, dampening, nesterov
+
+    def _update(self, param: float, grad: float, state: dict[str, float]) -> float:
+        if self.momentum:
+            if "momentum_buffer" in state:
+                buf = _add(state["momentum_buffer"] * self.momentum, grad, 1 - self.dampening)
+            else:
+                buf = grad
+            state["momentum_buffer"] = buf
+            grad = _add(grad, buf, self.momentum) if self.nesterov else buf
+        return _add(param, grad, -self.lr)
+
+
+class Adam(Optimizer):
+    """Adam: steps scaled by running averages of the gradient and of its square."""
+
+    def __init__(self, params: Iterable[Value], lr: float = 0.001,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0.0):
+        super().__init__(params, lr, weight_decay)
+        _check_hyper("beta1", betas[0], high=1.0, high_open=True)
+        _check_hyper("beta2", betas[1], high=1.0, high_open=True)
+        _check_hyper("eps", eps)
+        self.betas, self.eps = betas, eps
+
+    def _update(self, param: float, grad: float, state: dict[str, float]) -> float:
+        beta1, beta2 = self.betas
+        step = state["step"] = state.get("step", 0.0) + 1.0
+        m = state["exp_avg"] = _lerp(state.get("exp_avg", 0.0), grad, 1 - beta1)
+        v = state["exp_avg_sq"] = _addcmul(state.get("exp_avg_sq", 0.0) * beta2, grad, grad,
+                                           1 - beta2)
+        step_size = self.lr / (1 - beta1 ** step)
+        denom = math.sqrt(v) / (1 - beta2 ** step) ** 0.5 + self.eps
+        return _addcdiv(param, m, denom, -step_size)
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay: parameters shrink by lr * weight_decay each step."""
+
+    decoupled_weight_decay = True
+
+    def __init__(self, params: Iterable[Value], lr: float = 0.001,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0.01):
+        super().__init__(params, lr, betas, eps, weight_decay)
+
+    def _update(self, param: float, grad: float, state: dict[str, float]) -> float:
+        return super()._update(param * (1 - self.lr * self.weight_decay), grad, state)
+
+
+class RMSprop(Optimizer):
+    """Steps scaled by a running average of the squared gradient."""
+
+    def __init__(self, params: Iterable[Value], lr: float = 0.01, alpha: float = 0.99,
+                 eps: float = 1e-8, weight_decay: float = 0.0, momentum: float = 0.0,
+                 centered: bool = False):
+        super().__init__(params, lr, weight_decay)
+        _check_hyper("alpha", alpha)
+        _check_hyper("eps", eps)
+        _check_hyper("momentum", momentum)
+        self.alpha, self.eps, self.momentum, self.centered = alpha, eps, momentum, centered
+
+    def _update(self, param: float, grad: float, state: dict[str, float]) -> float:
+        alpha = self.alpha
+        square_avg = state["square_avg"] = _addcmul(state.get("square_avg", 0.0) * alpha,
+                                                    grad, grad, 1 - alpha)
+        if self.centered:
+            grad_avg = state["grad_avg"] = _lerp(state.get("grad_avg", 0.0), grad, 1 - alpha)
+            # max(): rounding may leave a variance a hair below zero
+            variance = _addcmul(square_avg, grad_avg, grad_avg, -1.0)
+            avg = math.sqrt(max(variance, 0.0)) + self.eps
+        else:
+            avg = math.sqrt(square_avg) + self.eps
+        if self.momentum > 0:
+            buf = state["momentum_buffer"] = _addcdiv(
+                state.get("momentum_buffer", 0.0) * self.momentum, grad, avg, 1.0)
+            return _add(param, buf, -self.lr)
+        return _addcdiv(param, grad, avg, -self.lr)
+
+
+class Adagrad(Optimizer):
+    """Steps scaled by the root of the sum of all squared gradients so far."""
+
+    def __init__(self, params: Iterable[Value], lr: float = 0.01, lr_decay: float = 0.0,
+                 weight_decay: float = 0.0, eps: float = 1e-10):
+        super().__init__(params, lr, weight_decay)
+        _check_hyper("lr_decay", lr_decay)
+        _check_hyper("eps", eps)
+        self.lr_decay, self.eps = lr_decay, eps
+
+    def _update(self, param: float, grad: float, state: dict[str, float]) -> float:
+        step = state["step"] = state.get("step", 0.0) + 1.0
+        clr = self.lr / (1 + (step - 1) * self.lr_decay)
+        total = state["sum"] = _addcmul(state.get("sum", 0.0), grad, grad, 1.0)
+        return _addcdiv(param, grad, math.sqrt(total) + self.eps, -clr)
+
+
+OPTIMIZERS: dict[str, type[Optimizer]] = {
+    "sgd": SGD,
+    "adam": Adam,
+    "adamw": AdamW,
+    "rmsprop": RMSprop,
+    "adagrad": Adagrad,
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# Datasets (pure Python, each seeded with its own generator, nothing downloaded)
+# ---------------------------------------------------------------------------------------------
+# Each maker returns (X, y): X a list of samples (lists of floats), y a list of labels. The
+# classification sets label classes 0, 1, ...; the classic toy set has targets +1 and -1.
+
+def _linspace(start: float, stop: float, n: int, endpoint: bool = True) -> list[float]:
+    steps = (n - 1 if endpoint else n) or 1
+    return [start + (stop - start) * i / steps for i in range(n)]
+
+
+def _shuffled(X: list, y: list, rng: random.Random) -> tuple[list, list]:
+    order = list(range(len(X)))
+    rng.shuffle(order)
+    return [X[i] for i in order], [y[i] for i in order]
+
+
+def _jitter(points: list[list[float]], noise: float, rng: random.Random) -> list[list[float]]:
+    return [[c + rng.gauss(0.0, noise) for c in p] for p in points]
+
+
+def _check_size(n: int, noise: float, minimum: int = 2) -> None:
+    if isinstance(n, bool) or not isinstance(n, int) or n < minimum:
+        raise ValueError(f"the number of samples must be an integer >= {minimum}, got {n!r}")
+    if not noise >= 0:
+        raise ValueError(f"noise must be >= 0, got {noise!r}")
+
+
+def make_toy() -> tuple[list[list[float]], list[float]]:
+    """The four samples of three inputs from the classic demo, with targets +1 and -1."""
+    X = [[2.0, 3.0, -1.0], [3.0, -1.0, 0.5], [0.5, 1.0, 1.0], [1.0, 1.0, -1.0]]
+    return X, [1.0, -1.0, -1.0, 1.0]
+
+
+def make_xor() -> tuple[list[list[float]], list[int]]:
+    """The four corners of the unit square; class 1 where exactly one input is 1."""
+    X = [[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]]
+    return X, [0, 1, 1, 0]
+
+
+def make_moons(n: int = 100, noise: float = 0.1,
+               seed: int = 0) -> tuple[list[list[float]], list[int]]:
+    """Two interleaving half circles: class 0 the upper moon, class 1 the lower."""
+    _check_size(n, noise)
+    rng = random.Random(seed)
+    n_upper = n // 2
+    upper = [[math.cos(t), math.sin(t)] for t in _linspace(0.0, math.pi, n_upper)]
+    lower = [[1.0 - math.cos(t), 0.5 - math.sin(t)] for t in _linspace(0.0, math.pi, n - n_upper)]
+    X = _jitter(upper + lower, noise, rng)
+    return _shuffled(X, [0] * n_upper + [1] * (n - n_upper), rng)
+
+
+def make_circles(n: int = 100, noise: float = 0.05, factor: float = 0.5,
+                 seed: int = 0) -> tuple[list[list[float]], list[int]]:
+    """Two circles around the origin: class 0 the outer, class 1 the inner (radius factor)."""
+    _check_size(n, noise)
+    if not 0 < factor < 1:
+        raise ValueError(f"factor must lie between 0 and 1, got {factor!r}")
+    rng = random.Random(seed)
+    n_outer = n // 2
+    outer = [[math.cos(t), math.sin(t)]
+             for t in _linspace(0.0, 2 * math.pi, n_outer, endpoint=False)]
+    inner = [[factor * math.cos(t), factor * math.sin(t)]
+             for t in _linspace(0.0, 2 * math.pi, n - n_outer, endpoint=False)]
+    X = _jitter(outer + inner, noise, rng)
+    return _shuffled(X, [0] * n_outer + [1] * (n - n_outer), rng)
+
+
+def make_spiral(n: int = 150, classes: int = 3, noise: float = 0.2,
+                seed: int = 0) -> tuple[list[list[float]], list[int]]:
+    """`classes` arms of a spiral, one class each; noise jitters the angle."""
+    if isinstance(classes, bool) or not isinstance(classes, int) or classes < 2:
+        raise ValueError(f"classes must be an integer >= 2, got {classes!r}")
+    _check_size(n, noise, minimum=classes)
+    rng = random.Random(seed)
+    X, y = [], []
+    for k in range(classes):
+        count = n // classes + (k < n % classes)
+        for r, t in zip(_linspace(0.0, 1.0, count), _linspace(4.0 * k, 4.0 * (k + 1), count)):
+            t += rng.gauss(0.0, noise)
+            X.append([r * math.sin(t), r * math.cos(t)])
+            y.append(k)
+    return _shuffled(X, y, rng)
+
+
+DATASETS: dict[str, Callable[..., tuple[list, list]]] = {
+    "toy": make_toy,
+    "xor": make_xor,
+    "moons": make_moons,
+    "circles": make_circles,
+    "spiral": make_spiral,
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# Training
+# ---------------------------------------------------------------------------------------------
+
+class TrainingError(RuntimeError):
+    """Training cannot go on: the loss turned nan or inf."""
+
+
+class History:
+    """What train() measured, one entry per epoch."""
+
+    def __init__(self) -> None:
+        self.loss: list[float] = []
+        self.accuracy: list[float | None] = []
+        self.val_loss: list[float] = []
+        self.val_accuracy: list[float | None] = []
+        self.seconds: list[float] = []
+
+    def __len__(self) -> int:
+        return len(self.loss)
+
+    def __repr__(self) -> str:
+        last = f", last loss {self.loss[-1]:.6g}" if self.loss else ""
+        return f"History({len(self)} epochs{last})"
+
+
+# Learning rates that suit the small problems of this file (torch's class defaults are kept
+# for the classes themselves: Adam's 0.001 is slow for a 20-epoch demo).
+DEFAULT_LR = {"sgd": 0.1, "adam": 0.05, "adamw": 0.05, "rmsprop": 0.01, "adagrad": 0.1}
+
+
+def _loss_function(loss: str | Callable) -> Callable[..., Value]:
+    if callable(loss):
+        return loss
+    if loss not in LOSSES:
+        raise ValueError(f"unknown loss {loss!r}; choose from {', '.join(LOSSES)}")
+    return LOSSES[loss]
+
+
+def _make_optimizer(optimizer: str | Optimizer, params: list[Value], lr: float | None,
+                    weight_decay: float) -> Optimizer:
+    if isinstance(optimizer, Optimizer):
+        return optimizer
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {optimizer!r}; choose from {', '.join(OPTIMIZERS)}")
+    lr = DEFAULT_LR[optimizer] if lr is None else lr
+    return OPTIMIZERS[optimizer](params, lr=lr, weight_decay=weight_decay)
+
+
+def _scores(outputs: list) -> list:
+    """Plain numbers from model outputs: a float per sample, or a list of floats per sample."""
+    return [[v.data for v in out] if isinstance(out, list) else out.data for out in outputs]
+
+
+def accuracy(scores: list, labels: Sequence) -> float | None:
+    """The share of samples classified right, or None when the labels are not classes.
+
+    One score per sample: positive means the positive class (label +1 or 1). A list of scores
+    per sample: the largest picks the class index.
+    """
+    if not scores:
+        return None
+    if isinstance(scores[0], list):
+        hits = sum(row.index(max(row)) == t for row, t in zip(scores, labels))
+    elif all(t in (-1, 0, 1) for t in labels):
+        hits = sum((s > 0) == (t > 0) for s, t in zip(scores, labels))
+    else:
+        return None
+    return hits / len(labels)
+
+
+def predict(model: Callable, X: Sequence[Sequence[float]]) -> list:
+    """The model's outputs as plain numbers, computed without building a graph."""
+    with no_grad():
+        return _scores([model(x) for x in X])
+
+
+def evaluate(model: Callable, X: Sequence, y: Sequence,
+             loss: str | Callable = "mse") -> tuple[float, float | None]:
+    """(mean loss, accuracy) of the model on X, y, computed without building a graph."""
+    with no_grad():
+        outputs = [model(x) for x in X]
+        value = _loss_function(loss)(outputs, list(y)).data
+    return value, accuracy(_scores(outputs), y)
+
+
+def _percent(share: float | None) -> str:
+    return "" if share is None else f"{100 * share:.1f}%"
+
+
+class _Progress:
+    """Prints one line per epoch: rewritten in place on a terminal, thinned out elsewhere."""
+
+    def __init__(self, epochs: int, enabled: bool) -> None:
+        self.epochs, self.enabled = epochs, enabled
+        self.tty = enabled and sys.stdout.isatty()
+        self.every = max(1, math.ceil(epochs / 50))  # at most about 50 plain lines
+
+    def epoch(self, n: int, history: History) -> None:
+        if not self.enabled:
+            return
+        line = f"epoch {n:>{len(str(self.epochs))}}/{self.epochs}  loss {history.loss[-1]:.6f}"
+        if history.accuracy[-1] is not None:
+            line += f"  accuracy {_percent(history.accuracy[-1])}"
+        if history.val_loss:
+            line += f"  val_loss {history.val_loss[-1]:.6f}"
+            if history.val_accuracy[-1] is not None:
+                line += f"  val_accuracy {_percent(history.val_accuracy[-1])}"
+        if self.tty:
+            end = "\n" if n == self.epochs else ""
+            print(f"\r{line}\x1b[K", end=end, flush=True)
+        elif n == 1 or n == self.epochs or n % self.every == 0:
+            print(line, flush=True)
+
+
+def train(model: Module, X: Sequence[Sequence[float]], y: Sequence, loss: str | Callable = "mse",
+          optimizer: str | Optimizer = "sgd", lr: float | None = None, epochs: int = 20,
+          batch_size: int | None = None, shuffle: bool = True, seed: int | None = None,
+          val: tuple[Sequence, Sequence] | None = None, verbose: bool = True,
+          weight_decay: float = 0.0) -> History:
+    """Fit the model with mini-batch gradient descent and return what each epoch measured.
+
+    Each epoch visits the samples in an order shuffled by its own generator (seeded by `seed`),
+    in batches of `batch_size` (None: all at once); each batch's mean loss is backpropagated
+    and the optimizer takes one step. The same seed gives the same run, bit for bit.
+    """
+    n = len(X)
+    if n == 0 or n != len(y):
+        raise ValueError(f"train needs as many labels as samples, got {n} and {len(y)}")
+    if epochs < 1:
+        raise ValueError(f"epochs must be at least 1, got {epochs!r}")
+    batch_size = n if batch_size is None else batch_size
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size!r}")
+    loss_fn = _loss_function(loss)
+    opt = _make_optimizer(optimizer, model.parameters(), lr, weight_decay)
+    rng = random.Random(seed)
+    order = list(range(n))
+    history, progress = History(), _Progress(epochs, verbose)
+    with _gc_paused():
+        for epoch in range(1, epochs + 1):
+            start = time.perf_counter()
+            if shuffle:
+                rng.shuffle(order)
+            total, scores, labels = 0.0, [], []
+            for first in range(0, n, batch_size):
+                batch = order[first:first + batch_size]
+                outputs = [model(X[i]) for i in batch]
+                targets = [y[i] for i in batch]
+                batch_loss = loss_fn(outputs, targets)
+                if not math.isfinite(batch_loss.data):
+                    raise TrainingError(
+                        f"the loss became {batch_loss.data} in epoch {epoch}: training "
+                        f"diverged; try a lower learning rate (it is {opt.lr})")
+                opt.zero_grad()
+                batch_loss.backward()
+                opt.step()
+                total += batch_loss.data * len(batch)
+                scores += _scores(outputs)
+                labels += targets
+            history.loss.append(total / n)
+            history.accuracy.append(accuracy(scores, labels))
+            if val is not None:
+                val_loss, val_accuracy = evaluate(model, val[0], val[1], loss_fn)
+                history.val_loss.append(val_loss)
+                history.val_accuracy.append(val_accuracy)
+            history.seconds.append(time.perf_counter() - start)
+            progress.epoch(epoch, history)
+    return history
+
+
+# ---------------------------------------------------------------------------------------------
+# Drawing: the computation graph, training curves, decision boundaries (matplotlib only)
+# ---------------------------------------------------------------------------------------------
+# layout_graph() is pure Python: a layered drawing in the manner of graphviz's dot. Ranks keep
+# edges short, long edges pass through virtual points, and sweeps reorder each rank to cut
+# crossings. draw_graph() paints that layout with matplotlib, which is imported only here, so
+# everything above works where matplotlib is missing.
+
+_FONT_SIZE = 10.0  # points; the drawing's unit is the point, so boxes are sized from text
+_CHAR_WIDTH = 0.602 * _FONT_SIZE  # the advance of one character of DejaVu Sans Mono
+_PAD_X, _PAD_Y = 8.0, 5.0  # inside a box, around its text
+_RANK_GAP, _NODE_GAP = 40.0, 14.0  # between ranks, and between neighbours in a rank
+_MARGIN = 12.0
+
+
+def _op_key(v: Value) -> tuple[str, Value]:
+    return ("op", v)
+
+
+def _graph_nodes(root: Value) -> tuple[list, list]:
+    """The keys to draw (Values, and ("op", v) for each v made by an op) and the edges
+    child -> op -> result, in a deterministic order, without recursion."""
+    keys, edges = [], []
+    for v in _topological_order(root):
+        if v._children:
+            op = _op_key(v)
+            seen = set()
+            for child in v._children:
+                if child not in seen:  # a + a draws one arrow
+                    seen.add(child)
+                    edges.append((child, op))
+            keys.append(op)
+            edges.append((op, v))
+        keys.append(v)
+    return keys, edges
+
+
+def _is_virtual(key: object) -> bool:
+    return isinstance(key, tuple) and key[0] == "virtual"
+
+
+def _box_text(key: object) -> str:
+    if isinstance(key, tuple):
+        return key[1]._op
+    label = f"{key.label} | " if key.label else ""
+    return f"{label}data {key.data:.4f} | grad {key.grad:.4f}"
+
+
+def _box_size(key: object) -> tuple[float, float]:
+    """(width, height) in points of the box that shows key."""
+    text = _box_text(key)
+    width = len(text) * _CHAR_WIDTH + 2 * _PAD_X
+    height = _FONT_SIZE * 1.25 + 2 * _PAD_Y
+    if isinstance(key, tuple):  # an op: an ellipse around a short word
+        width = max(width + _PAD_X, height)
+    return width, height
+
+
+def _rank_nodes(keys: list, edges: list) -> dict:
+    """Ranks that keep edges short: each node as late as it can be (so a leaf sits right
+    before its first use), then nodes with more inputs than outputs moved back toward their
+    inputs, which shortens more edges than it stretches (a step of network simplex)."""
+    preds = {k: [] for k in keys}
+    succs = {k: [] for k in keys}
+    for a, b in edges:
+        succs[a].append(b)
+        preds[b].append(a)
+    rank = {}
+    for k in keys:  # longest path from the sources fixes the number of ranks
+        rank[k] = max((rank[p] + 1 for p in preds[k]), default=0)
+    for k in reversed(keys):  # then as late as possible
+        if succs[k]:
+            rank[k] = min(rank[s] for s in succs[k]) - 1
+    for k in keys:
+        if preds[k] and len(preds[k]) > len(succs[k]):
+            rank[k] = max(rank[p] for p in preds[k]) + 1
+    return rank
+
+
+def _add_virtual_points(keys: list, edges: list, rank: dict) -> tuple[list, list, dict]:
+    """Split each edge that spans several ranks into a chain through virtual points."""
+    layers: list[list] = [[] for _ in range(max(rank.values()) + 1)]
+    for k in keys:
+        layers[rank[k]].append(k)
+    short, routes = [], {}
+    for i, (a, b) in enumerate(edges):
+        chain = [a]
+        for r in range(rank[a] + 1, rank[b]):
+            point = ("virtual", i, r)
+            layers[r].append(point)
+            chain.append(point)
+        chain.append(b)
+        short.extend(zip(chain, chain[1:]))
+        routes[(a, b)] = chain
+    return layers, short, routes
+
+
+def _count_crossings(upper: list, lower: list, down: dict) -> int:
+    """Crossings between two adjacent ranks: the inversions among edge endpoints, counted
+    with a Fenwick tree in O(E log V)."""
+    where = {k: i for i, k in enumerate(lower)}
+    ends = [where[b] for a in upper for b in sorted(down[a], key=where.__getitem__)]
+    tree = [0] * (len(lower) + 1)
+    crossings = 0
+    for seen, e in enumerate(ends):
+        i, below = e + 1, 0
+        while i:  # how many earlier ends are at most e
+            below += tree[i]
+            i -= i & -i
+        crossings += seen - below
+        i = e + 1
+        while i <= len(lower):
+            tree[i] += 1
+            i += i & -i
+    return crossings
+
+
+def _total_crossings(layers: list, down: dict) -> int:
+    return sum(_count_crossings(layers[r], layers[r + 1], down) for r in range(len(layers) - 1))
+
+
+def _median(values: list[float]) -> float:
+    values = sorted(values)
+    mid = len(values) // 2
+    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
+
+
+def _sweep(layers: list, neighbours: dict, ranks: range) -> None:
+    """Reorder each rank by the median position of its neighbours in the rank before."""
+    for r in ranks:
+        before = {k: i for i, k in enumerate(layers[r - 1 if ranks.step > 0 else r + 1])}
+        keyed = []
+        for i, k in enumerate(layers[r]):
+            near = [before[n] for n in neighbours[k]]
+            keyed.append((_median(near) if near else i * len(before) / len(layers[r]), i, k))
+        layers[r] = [k for _, _, k in sorted(keyed, key=lambda t: t[:2])]
+
+
+def _pair_crossings(a: list[int], b: list[int]) -> int:
+    """Crossings among the edges of two neighbours u, v (u first) to one adjacent rank."""
+    return sum(1 for x in a for y in b if x > y)
+
+
+def _transpose(layers: list, up: dict, down: dict) -> None:
+    """Swap neighbours in a rank while that removes crossings (dot's local swaps)."""
+    improved, rounds = True, 0
+    while improved and rounds < 8:
+        improved, rounds = False, rounds + 1
+        for r, layer in enumerate(layers):
+            prev = {k: i for i, k in enumerate(layers[r - 1])} if r else {}
+            nxt = {k: i for i, k in enumerate(layers[r + 1])} if r + 1 < len(layers) else {}
+            for i in range(len(layer) - 1):
+                u, v = layer[i], layer[i + 1]
+                pu, pv = [prev[n] for n in up[u]], [prev[n] for n in up[v]]
+                nu, nv = [nxt[n] for n in down[u]], [nxt[n] for n in down[v]]
+                now = _pair_crossings(pu, pv) + _pair_crossings(nu, nv)
+                swapped = _pair_crossings(pv, pu) + _pair_crossings(nv, nu)
+                if swapped < now:
+                    layer[i], layer[i + 1] = v, u
+                    improved = True
+
+
+def _order_ranks(layers: list, edges: list) -> list:
+    """Orders inside ranks with few crossings: median sweeps down and up with local swaps,
+    keeping the best order seen (graphviz dot's heuristic)."""
+    up = {k: [] for layer in layers for k in layer}
+    down = {k: [] for layer in layers for k in layer}
+    for a, b in edges:
+        down[a].append(b)
+        up[b].append(a)
+    small = sum(map(len, layers)) <= 3000
+    best, best_crossings = [list(layer) for layer in layers], _total_crossings(layers, down)
+    for sweep in range(24 if small else 2):
+        if best_crossings == 0:
+            break
+        if sweep % 2 == 0:
+            _sweep(layers, up, range(1, len(layers)))
+        else:
+            _sweep(layers, down, range(len(layers) - 2, -1, -1))
+        if small:
+            _transpose(layers, up, down)
+        crossings = _total_crossings(layers, down)
+        if crossings < best_crossings:
+            best, best_crossings = [list(layer) for layer in layers], crossings
+    return best
+
+
+def _pack(desired: list[float], sizes: list[float]) -> list[float]:
+    """Positions as close as possible (least squares) to `desired` that keep the given order
+    and leave neighbours (size_i + size_j) / 2 + _NODE_GAP apart: pool adjacent violators."""
+    offsets = [0.0]
+    for a, b in zip(sizes, sizes[1:]):
+        offsets.append(offsets[-1] + (a + b) / 2 + _NODE_GAP)
+    blocks: list[list[float]] = []  # [mean, weight] of runs that must sit together
+    for d, off in zip(desired, offsets):
+        blocks.append([d - off, 1.0])
+        while len(blocks) > 1 and blocks[-2][0] > blocks[-1][0]:
+            mean, weight = blocks.pop()
+            prev = blocks[-1]
+            prev[0] = (prev[0] * prev[1] + mean * weight) / (prev[1] + weight)
+            prev[1] += weight
+    flat = [mean for mean, weight in blocks for _ in range(int(weight))]
+    return [q + off for q, off in zip(flat, offsets)]
+
+
+def _cross_positions(layers: list, edges: list, cross_size: dict) -> dict:
+    """Positions across the ranks: each node drawn toward its neighbours, without overlap."""
+    up = {k: [] for layer in layers for k in layer}
+    down = {k: [] for layer in layers for k in layer}
+    for a, b in edges:
+        down[a].append(b)
+        up[b].append(a)
+    pos = {}
+    for layer in layers:
+        pos.update(zip(layer, _pack([0.0] * len(layer), [cross_size[k] for k in layer])))
+    passes = 8 if len(pos) <= 3000 else 2
+    for p in range(passes):
+        order = range(len(layers)) if p % 2 == 0 else range(len(layers) - 1, -1, -1)
+        for r in order:
+            layer = layers[r]
+            desired = []
+            for k in layer:
+                near = [pos[n] for n in (up[k] + down[k] if p == passes - 1 else
+                                         up[k] if p % 2 == 0 else down[k])]
+                desired.append(_median(near) if near else pos[k])
+            pos.update(zip(layer, _pack(desired, [cross_size[k] for k in layer])))
+    return pos
+
+
+def layout_graph(root: Value, rankdir: str = "LR") -> tuple[dict, list]:
+    """Positions for drawing the graph of root: (pos, edges).
+
+    pos maps each Value to the centre (x, y) of its box, and ("op", v) to the centre of the
+    op that made v, in points with y pointing up; edges lists (from_key, to_key) pairs:
+    child -> op -> result. Deterministic, and iterative, so deep graphs are fine.
+    """
+    pos, edges, _ = _layout(root, rankdir)
+    return {k: xy for k, xy in pos.items() if not _is_virtual(k)}, edges
+
+
+def _layout(root: Value, rankdir: str) -> tuple[dict, list, dict]:
+    """layout_graph() plus the virtual points: (pos, edges, route of each edge)."""
+    if rankdir not in ("LR", "TB"):
+        raise ValueError(f"rankdir must be 'LR' or 'TB', got {rankdir!r}")
+    keys, edges = _graph_nodes(root)
+    rank = _rank_nodes(keys, edges)
+    layers, short, routes = _add_virtual_points(keys, edges, rank)
+    layers = _order_ranks(layers, short)
+    size = {k: _box_size(k) for k in keys}
+    along, across = (0, 1) if rankdir == "LR" else (1, 0)
+    cross_size = {k: size[k][across] if k in size else 0.0 for layer in layers for k in layer}
+    cross = _cross_positions(layers, short, cross_size)
+    rank_pos, at = [], 0.0
+    for layer in layers:
+        extent = max((size[k][along] for k in layer if k in size), default=0.0)
+        rank_pos.append(at + extent / 2)
+        at += extent + _RANK_GAP
+    pos = {}
+    for r, layer in enumerate(layers):
+        for k in layer:
+            a, c = rank_pos[r], cross[k]
+            pos[k] = (a, -c) if rankdir == "LR" else (c, -a)
+    return _shift_to_origin(pos, {k: size.get(k, (0.0, 0.0)) for k in pos}), edges, routes
+
+
+def _shift_to_origin(pos: dict, size: dict) -> dict:
+    """Shift positions so the drawing's lower left corner sits at (_MARGIN, _MARGIN)."""
+    left = min(x - size[k][0] / 2 for k, (x, y) in pos.items())
+    bottom = min(y - size[k][1] / 2 for k, (x, y) in pos.items())
+    dx, dy = _MARGIN - left, _MARGIN - bottom
+    return {k: (x + dx, y + dy) for k, (x, y) in pos.items()}
+
+
+_IMAGE_FORMATS = ("png", "svg", "pdf")
+_LEAF_FILL, _PARAM_FILL, _RESULT_FILL, _OP_COLOR = "#f1f3f5", "#d0e4ff", "#ffffff", "#d62728"
+
+
+def _image_format(path: str) -> str:
+    ext = os.path.splitext(path)[1].lower().lstrip(".")
+    if ext not in _IMAGE_FORMATS:
+        raise ValueError(f"cannot tell the image format of {path!r}: end it in "
+                         f"{', '.join('.' + f for f in _IMAGE_FORMATS)}")
+    return ext
+
+
+def _figure(width_pt: float, height_pt: float):
+    """A matplotlib Figure (no pyplot, no window) that a notebook shows as a PNG."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width_pt / 72.0, height_pt / 72.0))
+    fig._repr_png_ = lambda: _png_bytes(fig)  # a bare Figure shows only as text in Jupyter
+    return fig
+
+
+def _png_bytes(fig) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=_dpi(fig))
+    return buffer.getvalue()
+
+
+def _dpi(fig) -> float:
+    """100 dots per inch, less for a figure so large that it would pass Agg's pixel limit."""
+    return min(100.0, 30000.0 / max(fig.get_size_inches()))
+
+
+def _finish(fig, path: str | None, show: bool):
+    """Save fig to path (format from its extension, written atomically) and show it."""
+    if path is not None:
+        ext = _image_format(path)
+        folder = os.path.dirname(os.path.abspath(path))
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix="." + ext)
+        os.close(fd)
+        try:
+            fig.savefig(tmp, format=ext, dpi=_dpi(fig))
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+    if show:
+        import matplotlib.pyplot as plt
+
+        manager = plt.figure().canvas.manager  # borrow a window from pyplot for this figure
+        manager.canvas.figure = fig
+        fig.set_canvas(manager.canvas)
+        plt.show()
+    return fig
+
+
+def _count_nodes(root: Value, limit: int) -> int:
+    """How many Values root depends on, counting no further than limit + 1."""
+    seen, stack = {root}, [root]
+    while stack and len(seen) <= limit:
+        for child in stack.pop()._children:
+            if child not in seen:
+                seen.add(child)
+                stack.append(child)
+    return len(seen)
+
+
+def draw_graph(root: Value, path: str | None = None, show: bool = False, rankdir: str = "LR",
+               max_nodes: int = 300, params: Iterable[Value] = ()):
+    """Draw the computation graph of root: a box per Value (label, data, grad), a red ellipse
+    per op, an arrow per dependency. Values in `params` are filled blue, other leaves grey.
+    Saves to path (.png, .svg or .pdf) when given; returns the matplotlib Figure."""
+    count = _count_nodes(root, max_nodes)
+    if count > max_nodes:
+        raise ValueError(
+            f"the graph has more than {max_nodes} values ({count} counted before stopping): "
+            "draw a smaller part, such as one neuron or the loss of one sample, or raise "
+            "max_nodes")
+    from matplotlib.collections import LineCollection
+    from matplotlib.patches import Ellipse, FancyArrowPatch, FancyBboxPatch
+
+    pos, edges, routes = _layout(root, rankdir)
+    params = set(params)
+    size = {k: _box_size(k) for k in pos if not _is_virtual(k)}
+    width = max(x + size.get(k, (0, 0))[0] / 2 for k, (x, y) in pos.items()) + _MARGIN
+    height = max(y + size.get(k, (0, 0))[1] / 2 for k, (x, y) in pos.items()) + _MARGIN
+    fig = _figure(width, height)
+    ax = fig.add_axes((0, 0, 1, 1))
+    ax.set_xlim(0, width)
+    ax.set_ylim(0, height)
+    ax.set_axis_off()
+    text_style = {"ha": "center", "va": "center", "fontsize": _FONT_SIZE,
+                  "family": "DejaVu Sans Mono", "zorder": 3}
+    for key, (w, h) in size.items():
+        x, y = pos[key]
+        if isinstance(key, tuple):
+            ax.add_patch(Ellipse((x, y), w, h, facecolor="#fde8e8", edgecolor=_OP_COLOR,
+                                 linewidth=1.2, zorder=2))
+            ax.text(x, y, _box_text(key), color=_OP_COLOR, **text_style)
+            continue
+        fill = (_PARAM_FILL if key in params else _RESULT_FILL if key._children
+                else _LEAF_FILL)
+        ax.add_patch(FancyBboxPatch((x - w / 2 + 3, y - h / 2 + 3), w - 6, h - 6,
+                                    boxstyle="round,pad=3", facecolor=fill,
+                                    edgecolor="#333333", linewidth=1.0, zorder=2))
+        ax.text(x, y, _box_text(key), **text_style)
+    along = 0 if rankdir == "LR" else 1
+    lines = []
+    for a, b in edges:
+        points = [pos[k] for k in routes[(a, b)]]
+        points[0] = _port(points[0], size[a], along, +1)
+        points[-1] = _port(points[-1], size[b], along, -1)
+        lines.append(points[:-1])
+        ax.add_patch(FancyArrowPatch(points[-2], points[-1], arrowstyle="-|>",
+                                     mutation_scale=10, shrinkA=0, shrinkB=0,
+                                     color="#555555", linewidth=1.0, zorder=1))
+    ax.add_collection(LineCollection(lines, colors="#555555", linewidths=1.0, zorder=1))
+    return _finish(fig, path, show)
+
+
+def _port(centre: tuple, size: tuple, along: int, side: int) -> tuple[float, float]:
+    """Where an edge leaves (side +1) or enters (side -1) a box: the middle of the side
+    that faces the next rank (right or left for LR; bottom or top for TB)."""
+    x, y = centre
+    if along == 0:
+        return (x + side * size[0] / 2, y)
+    return (x, y - side * size[1] / 2)
+
+
+def plot_history(history: History, path: str | None = None, show: bool = False):
+    """Loss per epoch (and validation loss), with accuracy on a second axis when known."""
+    fig = _figure(576, 360)
+    ax = fig.add_subplot()
+    epochs = range(1, len(history) + 1)
+    ax.plot(epochs, history.loss, color="#1f77b4", label="loss")
+    if history.val_loss:
+        ax.plot(epochs, history.val_loss, color="#1f77b4", linestyle="--", label="val_loss")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss")
+    ax.grid(alpha=0.3)
+    handles, labels = ax.get_legend_handles_labels()
+    if any(a is not None for a in history.accuracy):
+        ax2 = ax.twinx()
+        ax2.plot(epochs, [100 * (a or 0) for a in history.accuracy], color="#2ca02c",
+                 label="accuracy")
+        if any(a is not None for a in history.val_accuracy):
+            ax2.plot(epochs, [100 * (a or 0) for a in history.val_accuracy], color="#2ca02c",
+                     linestyle="--", label="val_accuracy")
+        ax2.set_ylabel("accuracy (%)")
+        ax2.set_ylim(0, 101)
+        more_handles, more_labels = ax2.get_legend_handles_labels()
+        handles, labels = handles + more_handles, labels + more_labels
+    ax.legend(handles, labels, loc="center right")
+    ax.set_title("training")
+    fig.tight_layout()
+    return _finish(fig, path, show)
+
+
+def plot_decision_boundary(model: Callable, X: Sequence[Sequence[float]], y: Sequence,
+                           path: str | None = None, show: bool = False, resolution: int = 80):
+    """The class each point of the plane gets from a 2-input model, with the data on top."""
+    if not X or len(X[0]) != 2:
+        raise ValueError("plot_decision_boundary needs samples with 2 inputs, got "
+                         f"{len(X[0]) if X else 0}")
+    xs, ys = [p[0] for p in X], [p[1] for p in X]
+    gx = _linspace(min(xs) - 0.5, max(xs) + 0.5, resolution)
+    gy = _linspace(min(ys) - 0.5, max(ys) + 0.5, resolution)
+    scores = predict(model, [[a, b] for b in gy for a in gx])
+    if isinstance(scores[0], list):  # one score per class: the largest wins
+        grid = [row.index(max(row)) for row in scores]
+        classes = max(max(grid), max(int(t) for t in y)) + 1
+        levels = [i - 0.5 for i in range(classes + 1)]
+        point_class = [int(t) for t in y]
+    else:
+        grid = [1 if s > 0 else 0 for s in scores]
+        levels, classes = [-0.5, 0.5, 1.5], 2
+        point_class = [1 if t > 0 else 0 for t in y]
+    cells = [grid[i * resolution:(i + 1) * resolution] for i in range(resolution)]
+    fig = _figure(432, 432)
+    ax = fig.add_subplot()
+    cmap = "coolwarm" if classes == 2 else "viridis"
+    ax.contourf(gx, gy, cells, levels=levels, cmap=cmap, alpha=0.35)
+    ax.scatter(xs, ys, c=point_class, cmap=cmap, vmin=0, vmax=classes - 1, s=24,
+               edgecolors="black", linewidths=0.6)
+    ax.set_xlim(gx[0], gx[-1])
+    ax.set_ylim(gy[0], gy[-1])
+    ax.set_title("decision boundary")
+    fig.tight_layout()
+    return _finish(fig, path, show)
+
+
+# ---------------------------------------------------------------------------------------------
+# Benchmark: how close the engine comes to plain Python floats
+# ---------------------------------------------------------------------------------------------
+# Three ways to take one full-batch SGD step on the moons demo (100 samples, MLP 2-16-16-1,
+# relu hidden layers, linear output, hinge loss + 1e-4 * sum of squared parameters):
+#   W0  the floor: forward and backward written by hand with floats and lists, no autograd;
+#   W1  this file's MLP (a dot node and an activation node per neuron), losses and SGD;
+#   W2  the same network built from binary + and * only, to show the engine's cost per node.
+
+BENCH_LR, BENCH_REG = 0.1, 1e-4
+
+
+def _bench_setup(seed: int) -> tuple[MLP, list, list[float]]:
+    X, y = make_moons(100, noise=0.1, seed=seed)
+    model = MLP(2, [16, 16, 1], activation="relu", output_activation="linear", seed=seed)
+    return model, X, [2.0 * t - 1.0 for t in y]
+
+
+def _w0_step(layers: list, X: list, labels: list[float]) -> float:
+    """One step by hand. layers holds (weights, biases) as lists of floats, updated in place;
+    every gradient is computed densely, zeros included."""
+    n = len(X)
+    grads = [([[0.0] * len(row) for row in W], [0.0] * len(b)) for W, b in layers]
+    total = 0.0
+    for x, t in zip(X, labels):
+        acts, pre = [x], []  # each layer's input, and its pre-activations
+        for i, (W, b) in enumerate(layers):
+            z = [sum(w * a for w, a in zip(row, acts[-1])) + bi for row, bi in zip(W, b)]
+            pre.append(z)
+            acts.append(z if i == len(layers) - 1 else [zi if zi > 0 else 0.0 for zi in z])
+        margin = 1.0 - t * acts[-1][0]
+        total += margin if margin > 0 else 0.0
+        delta = [(-t if margin > 0 else 0.0) / n]  # d loss / d output
+        for i in range(len(layers) - 1, -1, -1):
+            W, _ = layers[i]
+            gW, gb = grads[i]
+            for j, d in enumerate(delta):
+                row = gW[j]
+                for k, a in enumerate(acts[i]):
+                    row[k] += d * a
+                gb[j] += d
+            if i:
+                back = [sum(W[j][k] * d for j, d in enumerate(delta)) for k in range(len(W[0]))]
+                delta = [g if z > 0 else 0.0 for g, z in zip(back, pre[i - 1])]
+    squares = 0.0
+    for (W, b), (gW, gb) in zip(layers, grads):
+        for row, grow in zip(W + [b], gW + [gb]):
+            for k, w in enumerate(row):
+                squares += w * w
+                grow[k] += 2.0 * BENCH_REG * w
+                row[k] = w - BENCH_LR * grow[k]
+    return total / n + BENCH_REG * squares
+
+
+def _w1_loss(model: MLP, X: list, labels: list[float]) -> Value:
+    params = model.parameters()
+    return hinge_loss([model(x) for x in X], labels) + BENCH_REG * Value.dot(params, params)
+
+
+def _w2_loss(model: MLP, X: list, labels: list[float]) -> Value:
+    def neuron(n: Neuron, x: list) -> Value:
+        act = sum(w * xi for w, xi in zip(n.w, x)) + n.b
+        return act if n.activation == "linear" else act.relu()
+
+    scores = []
+    for x in X:
+        for layer in model.layers:
+            x = [neuron(n, x) for n in layer.neurons]
+        scores.append(x[0])
+    data_loss = sum((1 + -t * s).relu() for s, t in zip(scores, labels)) * (1.0 / len(X))
+    return data_loss + BENCH_REG * sum(p * p for p in model.parameters())
+
+
+def _graph_step(loss_of: Callable, model: MLP, X: list, labels: list[float],
+                opt: SGD) -> tuple[float, Value]:
+    loss = loss_of(model, X, labels)
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    return loss.data, loss
+
+
+def _bytes_per_node(loss_of: Callable, model: MLP, X: list, labels: list[float]) -> float:
+    """Memory that one step's graph holds (after backward), divided by its nodes."""
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        loss = loss_of(model, X, labels)
+        loss.backward()
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    return held / len(_topological_order(loss))
+
+
+def bench(steps: int = 10, seed: int = 0, chain: int = 1_000_000) -> dict:
+    """Time W0, W1 and W2 over `steps` steps each and a backward through a chain of
+    `chain` ops (0 skips it); return the figures as a dict."""
+    model0, X, labels = _bench_setup(seed)
+    layers = [([[w.data for w in n.w] for n in layer.neurons],
+               [n.b.data for n in layer.neurons]) for layer in model0.layers]
+    rows = {}
+    with _gc_paused():
+        times, losses = [], []
+        for _ in range(steps):
+            start = time.perf_counter()
+            losses.append(_w0_step(layers, X, labels))
+            times.append(time.perf_counter() - start)
+        rows["W0"] = {"ms_per_step": 1000 * statistics.median(times), "losses": losses}
+        for name, loss_of in (("W1", _w1_loss), ("W2", _w2_loss)):
+            model = _bench_setup(seed)[0]
+            opt = SGD(model.parameters(), lr=BENCH_LR)
+            times, losses = [], []
+            for _ in range(steps):
+                start = time.perf_counter()
+                value, loss = _graph_step(loss_of, model, X, labels, opt)
+                times.append(time.perf_counter() - start)
+                losses.append(value)
+            nodes = len(_topological_order(loss))
+            del loss
+            ms = 1000 * statistics.median(times)
+            rows[name] = {"ms_per_step": ms, "losses": losses, "nodes_per_step": nodes,
+                          "nodes_per_second": nodes / ms * 1000,
+                          "bytes_per_node": _bytes_per_node(loss_of, model, X, labels)}
+    floor = rows["W0"]["ms_per_step"]
+    for row in rows.values():
+        row["ratio_to_w0"] = row["ms_per_step"] / floor
+    agree = all(math.isclose(a, b, rel_tol=1e-9)
+                for name in ("W1", "W2")
+                for a, b in zip(rows["W0"]["losses"], rows[name]["losses"]))
+    result = {"steps": steps, "python": sys.version.split()[0], "platform": sys.platform,
+              "cpus": os.cpu_count(), "workloads": rows, "losses_agree": agree}
+    if chain:
+        result["chain"] = {"ops": chain, "backward_seconds": _chain_backward_seconds(chain)}
+    return result
+
+
+def _chain_backward_seconds(ops: int) -> float:
+    with _gc_paused():
+        x = v = Value(1.0)
+        for _ in range(ops):
+            v = v * 1.0
+        start = time.perf_counter()
+        v.backward()
+        seconds = time.perf_counter() - start
+        assert x.grad == 1.0
+    return seconds
+
+
+BENCH_NAMES = {"W0": "W0 floor: floats by hand", "W1": "W1 MLP: dot nodes",
+               "W2": "W2 binary + and * only"}
+
+
+def format_bench(result: dict) -> str:
+    """The bench figures as a table; its layout stays stable so runs can be compared."""
+    lines = [f"micrograd.py bench: median of {result['steps']} steps, Python "
+             f"{result['python']} on {result['platform']}, {result['cpus']} cpus",
+             f"{'workload':<26}{'ms/step':>9}{'nodes/step':>12}{'nodes/s':>11}"
+             f"{'bytes/node':>12}{'first loss':>13}{'x W0':>7}"]
+    for name, row in result["workloads"].items():
+        nodes = row.get("nodes_per_step")
+        lines.append(
+            f"{BENCH_NAMES[name]:<26}{row['ms_per_step']:>9.2f}"
+            + (f"{nodes:>12,}{row['nodes_per_second']:>11,.0f}{row['bytes_per_node']:>12.1f}"
+               if nodes else f"{'-':>12}{'-':>11}{'-':>12}")
+            + f"{row['losses'][0]:>13.8f}{row['ratio_to_w0']:>7.2f}")
+    lines.append("losses of W0, W1, W2 agree to 1e-9 at every step: "
+                 + ("yes" if result["losses_agree"] else "NO"))
+    if "chain" in result:
+        chain = result["chain"]
+        lines.append(f"backward through a chain of {chain['ops']:,} ops: "
+                     f"{chain['backward_seconds']:.2f} s")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line
+# ---------------------------------------------------------------------------------------------
+
+class CommandError(Exception):
+    """A failed run: printed as one line, exit status 1."""
+
+
+# What `train --dataset NAME` uses when a flag is not given.
+TASKS = {
+    "toy": {"loss": "mse", "hidden": [4, 4], "activation": "tanh", "epochs": 20,
+            "optim": "sgd"},
+    "xor": {"loss": "bce", "hidden": [8], "activation": "tanh", "epochs": 100,
+            "optim": "adam"},
+    "moons": {"loss": "hinge", "hidden": [16, 16], "activation": "relu", "epochs": 50,
+              "optim": "adam"},
+    "circles": {"loss": "hinge", "hidden": [16, 16], "activation": "relu", "epochs": 50,
+                "optim": "adam"},
+    "spiral": {"loss": "ce", "hidden": [16, 16], "activation": "relu", "epochs": 60,
+               "optim": "adam"},
+}
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _number(text: str, low: float, high: float = math.inf, open_high: bool = False,
+            open_low: bool = False) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    too_low = value <= low if open_low else value < low
+    too_high = value >= high if open_high else value > high
+    if math.isnan(value) or too_low or too_high:
+        bound = f"above {low:g}" if open_low else f"at least {low:g}"
+        if high != math.inf:
+            bound += f" and below {high:g}" if open_high else f" and at most {high:g}"
+        raise argparse.ArgumentTypeError(f"must be {bound}, got {text}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    return _number(text, 0.0, open_low=True)
+
+
+def _non_negative_float(text: str) -> float:
+    return _number(text, 0.0)
+
+
+def _fraction(text: str) -> float:
+    return _number(text, 0.0, 1.0, open_high=True)
+
+
+def _layer_sizes(text: str) -> list[int]:
+    sizes = []
+    for part in text.split(","):
+        try:
+            sizes.append(_positive_int(part.strip()))
+        except argparse.ArgumentTypeError:
+            raise argparse.ArgumentTypeError(
+                f"{text!r}: give hidden layer sizes as positive whole numbers separated by "
+                "commas, such as 16,16") from None
+    return sizes
+
+
+def _image_path(text: str) -> str:
+    try:
+        _image_format(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="micrograd.py",
+        description="A tiny, complete deep-learning engine: autograd on scalars, neural "
+                    "networks, optimizers, training and drawing, in one file.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    expr = commands.add_parser(
+        "expr", help="the small expression demo: values, gradients and a picture of the graph",
+        description="Build L = (a*b + c) * f with a=2, b=-3, c=10, f=-2, run backward, print "
+                    "every node's data and gradient, and draw the graph. Drawing needs "
+                    "matplotlib only: graphviz is not needed.")
+    expr.add_argument("--out", type=_image_path, default="graph.png", metavar="FILE",
+                      help="where to save the graph (.png, .svg or .pdf; default graph.png)")
+    expr.add_argument("--rankdir", choices=("LR", "TB"), default="LR",
+                      help="draw left to right (LR, default) or top to bottom (TB)")
+    expr.add_argument("--show", action="store_true", help="also open the graph in a window")
+
+    train_cmd = commands.add_parser(
+        "train", help="train a network and watch the loss fall",
+        description="Train an MLP on a small dataset. With no flags: the classic toy set "
+                    "(4 samples, 3 inputs), MLP 3 -> 4 -> 4 -> 1 with tanh, squared error, "
+                    "20 epochs of full-batch gradient descent. Defaults that say 'per "
+                    "dataset' come from the task: " + "; ".join(
+                        f"{name}: {t['loss']} loss, hidden {','.join(map(str, t['hidden']))}, "
+                        f"{t['activation']}, {t['optim']}, {t['epochs']} epochs"
+                        for name, t in TASKS.items()) + ".")
+    add = train_cmd.add_argument
+    add("--dataset", choices=list(DATASETS), default="toy", help="the data (default toy)")
+    add("--epochs", type=_positive_int, help="passes over the data (default: per dataset)")
+    add("--optim", choices=list(OPTIMIZERS), help="the optimizer (default: per dataset)")
+    add("--lr", type=_positive_float,
+        help="learning rate (default per optimizer: "
+             + ", ".join(f"{k} {v:g}" for k, v in DEFAULT_LR.items()) + ")")
+    add("--batch-size", type=_positive_int, help="samples per step (default: all of them)")
+    add("--hidden", type=_layer_sizes, metavar="SIZES",
+        help="hidden layer sizes, such as 16,16 (default: per dataset)")
+    add("--activation", choices=[a for a in ACTIVATIONS if a != "linear"],
+        help="activation of the hidden layers (default: per dataset)")
+    add("--loss", choices=list(LOSSES), help="the loss (default: per dataset)")
+    add("--weight-decay", type=_non_negative_float,
+        help="weight decay (default: the optimizer's, 0.01 for adamw, 0 for the others)")
+    add("--seed", type=int, default=0,
+        help="seeds the data, the initial weights and the shuffling (default 0)")
+    add("--samples", type=_positive_int, help="samples to make (moons, circles, spiral)")
+    add("--noise", type=_non_negative_float, help="noise of the data (moons, circles, spiral)")
+    add("--val-split", type=_fraction, default=0.0, metavar="FRACTION",
+        help="share of the samples held out for validation (default 0)")
+    add("--plot", type=_image_path, metavar="FILE", help="save the training curves")
+    add("--boundary", type=_image_path, metavar="FILE",
+        help="save the decision boundary (datasets with 2 inputs)")
+    add("--graph", type=_image_path, metavar="FILE",
+        help="save the graph of the loss of one sample through the trained model")
+    add("--save", metavar="FILE", help="save the trained model as JSON")
+    add("--load", metavar="FILE", help="start from a model saved with --save")
+    add("--quiet", action="store_true", help="print only the final summary")
+
+    bench_cmd = commands.add_parser(
+        "bench", help="speed and memory figures",
+        description="Time one training step three ways (W0: plain floats by hand; W1: this "
+                    "file's MLP; W2: binary ops only) and a backward through a chain of "
+                    "1,000,000 ops; print milliseconds, nodes and bytes per node.")
+    bench_cmd.add_argument("--steps", type=_positive_int, default=10,
+                           help="steps to time per workload (default 10)")
+    bench_cmd.add_argument("--chain", type=int, default=1_000_000, metavar="OPS",
+                           help="ops in the chain (default 1,000,000; 0 skips it)")
+    bench_cmd.add_argument("--json", action="store_true", help="print the figures as JSON")
+    return parser
+
+
+def _expression() -> Value:
+    """The classic small expression, every node labelled."""
+    a, b, c, f = Value(2.0, "a"), Value(-3.0, "b"), Value(10.0, "c"), Value(-2.0, "f")
+    e = a * b
+    e.label = "e"
+    d = e + c
+    d.label = "d"
+    L = d * f
+    L.label = "L"
+    return L
+
+
+def run_expr(args: argparse.Namespace) -> None:
+    L = _expression()
+    L.backward()
+    print(f"{'node':<6}{'op':<4}{'data':>10}{'grad':>10}")
+    for v in _topological_order(L):
+        print(f"{v.label:<6}{v._op:<4}{v.data:>10.4f}{v.grad:>10.4f}")
+    _check_folder(args.out)
+    _draw(lambda: draw_graph(L, args.out, show=args.show, rankdir=args.rankdir), args.out)
+    print(f"graph saved to {args.out}")
+
+
+def _check_folder(path: str | None) -> None:
+    """Fail before any work when an output file cannot be written where it is asked for."""
+    if path is None:
+        return
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise CommandError(f"cannot write {path}: the folder {folder} does not exist")
+    if os.path.isdir(path):
+        raise CommandError(f"cannot write {path}: it is a folder")
+
+
+def _draw(make: Callable, path: str) -> None:
+    try:
+        make()
+    except ImportError:
+        raise CommandError(f"cannot draw {path}: matplotlib is not installed "
+                           "(pip install matplotlib)") from None
+    except OSError as e:
+        raise CommandError(f"cannot write {path}: {e.strerror or e}") from None
+
+
+def _targets_for(loss: str, y: list, classes: int) -> list:
+    """Labels in the form the loss wants: -1/+1 for mse and hinge, 0/1 for bce, class
+    indices for ce. Datasets give classes 0, 1, ... (the toy set: -1/+1)."""
+    binary = set(y) <= {-1.0, 1.0} or set(y) <= {0, 1}
+    if loss == "ce":
+        return [int(t > 0) if set(y) <= {-1.0, 1.0} else int(t) for t in y]
+    if not binary:
+        raise CommandError(f"the {loss} loss needs two classes, the dataset has {classes}; "
+                           "use --loss ce")
+    if loss == "bce":
+        return [1 if t > 0 else 0 for t in y]
+    return [1.0 if t > 0 else -1.0 for t in y]
+
+
+def _load_data(args: argparse.Namespace) -> tuple[list, list]:
+    maker = DATASETS[args.dataset]
+    if args.dataset in ("toy", "xor"):
+        return maker()
+    options = {"seed": args.seed}
+    if args.samples is not None:
+        options["n"] = args.samples
+    if args.noise is not None:
+        options["noise"] = args.noise
+    try:
+        return maker(**options)
+    except ValueError as e:
+        raise CommandError(f"cannot make the {args.dataset} dataset: {e}") from None
+
+
+def _load_model(path: str) -> MLP:
+    try:
+        return MLP.load(path)
+    except FileNotFoundError:
+        raise CommandError(f"cannot load {path}: no such file") from None
+    except OSError as e:
+        raise CommandError(f"cannot load {path}: {e.strerror or e}") from None
+    except ValueError as e:
+        raise CommandError(f"cannot load {path}: {e}") from None
+
+
+def _format_predictions(scores: list) -> str:
+    def one(s: float | list) -> str:
+        if isinstance(s, list):
+            return "[" + ", ".join(f"{v:+.4f}" for v in s) + "]"
+        return f"{s:+.4f}"
+
+    return " ".join(one(s) for s in scores)
+
+
+def run_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    task = TASKS[args.dataset]
+    X, y = _load_data(args)
+    if args.boundary and len(X[0]) != 2:
+        parser.error(f"--boundary draws datasets with 2 inputs; {args.dataset} has "
+                     f"{len(X[0])}")
+    if args.dataset in ("toy", "xor") and (args.samples or args.noise is not None):
+        parser.error(f"--samples and --noise apply to moons, circles and spiral, "
+                     f"not {args.dataset}")
+    for path in (args.save, args.plot, args.boundary, args.graph):
+        _check_folder(path)
+    loss = args.loss or task["loss"]
+    classes = len(set(y))
+    targets = _targets_for(loss, y, classes)
+    n_val = round(len(X) * args.val_split)
+    if args.val_split and not 1 <= n_val < len(X):
+        parser.error(f"--val-split {args.val_split} leaves no samples to "
+                     f"{'validate' if n_val < 1 else 'train'} on ({len(X)} in all)")
+    split = len(X) - n_val
+    X_train, y_train = X[:split], targets[:split]
+    val = (X[split:], targets[split:]) if n_val else None
+
+    nout = classes if loss == "ce" else 1
+    if args.load:
+        model = _load_model(args.load)
+        if model.nin != len(X[0]) or model.nouts[-1] != nout:
+            raise CommandError(
+                f"cannot load {args.load}: the model maps {model.nin} inputs to "
+                f"{model.nouts[-1]} outputs, but {args.dataset} with the {loss} loss needs "
+                f"{len(X[0])} inputs and {nout} outputs")
+    else:
+        model = MLP(len(X[0]), [*(args.hidden or task["hidden"]), nout],
+                    activation=args.activation or task["activation"],
+                    output_activation="tanh" if loss == "mse" else "linear", seed=args.seed)
+    optim = args.optim or task["optim"]
+    epochs = args.epochs or task["epochs"]
+    lr = args.lr or DEFAULT_LR[optim]
+    decay = {} if args.weight_decay is None else {"weight_decay": args.weight_decay}
+    opt = OPTIMIZERS[optim](model.parameters(), lr=lr, **decay)
+    show = len(X_train) <= 10 and not args.quiet
+    if not args.quiet:
+        print(f"dataset {args.dataset}: {len(X_train)} samples of {len(X[0])} inputs"
+              + (f", {n_val} held out for validation" if val else ""))
+        print(f"model {model}")
+        print(f"loss {loss}, optimizer {optim} (lr {lr:g}), {epochs} epochs, batch size "
+              f"{args.batch_size or len(X_train)}")
+    if show:
+        print("targets:            ", _format_predictions(y_train))
+        print("predictions before: ", _format_predictions(predict(model, X_train)))
+    start = time.perf_counter()
+    try:
+        history = train(model, X_train, y_train, loss=loss, optimizer=opt, epochs=epochs,
+                        batch_size=args.batch_size, seed=args.seed, val=val,
+                        verbose=not args.quiet)
+    except TrainingError as e:
+        raise CommandError(f"{e} (--lr)") from None
+    seconds = time.perf_counter() - start
+    if show:
+        print("predictions after:  ", _format_predictions(predict(model, X_train)))
+    final_loss, final_accuracy = evaluate(model, X_train, y_train, loss)
+    summary = f"final: loss {final_loss:.6f}"
+    if final_accuracy is not None:
+        summary += f", accuracy {_percent(final_accuracy)}"
+    if val:
+        val_loss, val_accuracy = evaluate(model, val[0], val[1], loss)
+        summary += f", val_loss {val_loss:.6f}"
+        if val_accuracy is not None:
+            summary += f", val_accuracy {_percent(val_accuracy)}"
+    print(summary + f" ({epochs} epochs in {seconds:.2f} s)")
+    _write_outputs(args, model, history, X_train, y_train, loss)
+
+
+def _write_outputs(args: argparse.Namespace, model: MLP, history: History, X: list, y: list,
+                   loss: str) -> None:
+    if args.save:
+        try:
+            model.save(args.save)
+        except OSError as e:
+            raise CommandError(f"cannot save {args.save}: {e.strerror or e}") from None
+        print(f"model saved to {args.save}")
+    if args.plot:
+        _draw(lambda: plot_history(history, args.plot), args.plot)
+        print(f"training curves saved to {args.plot}")
+    if args.boundary:
+        _draw(lambda: plot_decision_boundary(model, X, y, args.boundary), args.boundary)
+        print(f"decision boundary saved to {args.boundary}")
+    if args.graph:
+        sample_loss = LOSSES[loss]([model(X[0])], [y[0]])
+        sample_loss.label = "loss"
+        sample_loss.backward()
+        _draw(lambda: draw_graph(sample_loss, args.graph, params=model.parameters()),
+              args.graph)
+        print(f"graph of the loss of sample 0 saved to {args.graph}")
+
+
+def run_bench(args: argparse.Namespace) -> None:
+    if args.chain < 0:
+        raise CommandError(f"--chain must be 0 or more, got {args.chain}")
+    result = bench(steps=args.steps, chain=args.chain)
+    print(json.dumps(result, indent=1) if args.json else format_bench(result))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit status (2 for bad flags, from argparse)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "expr":
+            run_expr(args)
+        elif args.command == "train":
+            run_train(args, parser)
+        else:
+            run_bench(args)
+    except CommandError as e:
+        print(f"micrograd.py {args.command}: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"micrograd.py {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+def _in_notebook() -> bool:
+    """True inside IPython or Jupyter, where pasting this file must not run the command line."""
+    return hasattr(builtins, "__IPYTHON__")
+
+
+if __name__ == "__main__" and not _in_notebook():
+    sys.exit(main())
