@@ -502,13 +502,16 @@ def _zip_nested(values: list, data: object, key: str) -> list[tuple[Value, float
     return pairs
 
 
+def _check_activation(name: str) -> None:
+    if name not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {name!r}; choose from {', '.join(ACTIVATIONS)}")
+
+
 class Neuron(Module):
     """activation(w . x + b): one dot-product node and one activation node."""
 
     def __init__(self, nin: int, activation: str = "tanh", rng: random.Random | None = None):
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"unknown activation {activation!r}; choose from "
-                             f"{', '.join(ACTIVATIONS)}")
+        _check_activation(activation)
         uniform = (rng or random).uniform
         self.w = tuple(Value(uniform(-1.0, 1.0), "w") for _ in range(nin))
         self.b = Value(0.0, "b")
@@ -572,6 +575,8 @@ class MLP(Module):
         sizes = [nin, *nouts]
         if not nouts or any(not isinstance(n, int) or n < 1 for n in sizes):
             raise ValueError(f"layer sizes must be positive integers, got {sizes}")
+        for name in (activation, output_activation):
+            _check_activation(name)
         rng = random.Random(seed) if seed is not None else None
         last = len(nouts) - 1
         self.layers = [Layer(sizes[i], sizes[i + 1],
@@ -699,7 +704,7 @@ def _fma_exact(x: float, y: float, z: float) -> float:
     try:
         return numerator / (xd * yd * zd)
     except OverflowError:
-        return math.copysign(math.inf, numerator)
+        return math.inf if numerator > 0 else -math.inf
 
 
 _fma = getattr(math, "fma", _fma_exact)  # math.fma arrived in Python 3.13
@@ -1125,7 +1130,7 @@ def train(model: Module, X: Sequence[Sequence[float]], y: Sequence, loss: str | 
                 if not math.isfinite(batch_loss.data):
                     raise TrainingError(
                         f"the loss became {batch_loss.data} in epoch {epoch}: training "
-                        f"diverged; try a lower learning rate (it is {opt.lr})")
+                        f"diverged; try a lower learning rate than {opt.lr:g}")
                 opt.zero_grad()
                 batch_loss.backward()
                 opt.step()
@@ -1223,13 +1228,28 @@ def _rank_nodes(keys: list, edges: list) -> dict:
 
 
 def _add_virtual_points(keys: list, edges: list, rank: dict) -> tuple[list, list, dict]:
-    """Split each edge that spans several ranks into a chain through virtual points."""
+    """Split each edge that spans several ranks into a chain through virtual points.
+
+    A value used all along a long graph would need a virtual point in nearly every rank for
+    each use; past a budget of points, the longest edges are drawn straight instead.
+    """
     layers: list[list] = [[] for _ in range(max(rank.values()) + 1)]
     for k in keys:
         layers[rank[k]].append(k)
+    budget = 10 * len(keys) + 1000
+    for a, b in sorted(edges, key=lambda e: rank[e[1]] - rank[e[0]]):
+        budget -= rank[b] - rank[a] - 1
+        if budget < 0:
+            span_limit = rank[b] - rank[a]
+            break
+    else:
+        span_limit = len(layers)
     short, routes = [], {}
     for i, (a, b) in enumerate(edges):
         chain = [a]
+        if rank[b] - rank[a] >= span_limit:
+            routes[(a, b)] = chain + [b]
+            continue
         for r in range(rank[a] + 1, rank[b]):
             point = ("virtual", i, r)
             layers[r].append(point)
