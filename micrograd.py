@@ -45,6 +45,7 @@ _grad_enabled = True  # switched off inside `with no_grad():`
 _ONES = (1.0, 1.0)  # the local gradients of a + b, shared by every sum node
 _PLUS_MINUS = (1.0, -1.0)  # the local gradients of a - b
 _MINUS_ONE = (-1.0,)
+_ONE, _ZERO = (1.0,), (0.0,)  # the local gradient of relu on either side of its kink
 _SQRT2 = math.sqrt(2.0)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 _data = attrgetter("data")
@@ -52,7 +53,7 @@ _data = attrgetter("data")
 
 def _to_float(x: object) -> float:
     """The float in x, or a TypeError that names what x was."""
-    if isinstance(x, numbers.Real) and not isinstance(x, Value):
+    if type(x) is int or (isinstance(x, numbers.Real) and not isinstance(x, Value)):
         return float(x)
     raise TypeError(
         f"Value needs a real number (int or float), got {type(x).__name__}: {x!r}")
@@ -105,23 +106,38 @@ def _sigmoid(x: float) -> float:
     return e / (1.0 + e)
 
 
+_new_object = object.__new__
+
+
+def _result(data: float, children: tuple, local_grads: tuple, op: str) -> Value:
+    """The Value an op makes: its data, the children it was made from and the local
+    gradients d data / d child. Inside no_grad() it is a plain leaf.
+
+    Ops call this rather than Value(), as it skips the checks a user's number needs and
+    Python's slower path of __init__: it is the hottest function in the file.
+    """
+    out = _new_object(Value)
+    out.data, out.grad, out.label = data, 0.0, ""
+    if _grad_enabled:
+        out._children, out._local_grads, out._op = children, local_grads, op
+    else:
+        out._children = out._local_grads = ()
+        out._op = ""
+    return out
+
+
 class Value:
     """A scalar that remembers how it was made, so that gradients can flow back through it."""
 
     __slots__ = ("data", "grad", "label", "_children", "_local_grads", "_op")
 
-    def __init__(self, data: float, label: str = "", _children: tuple = (),
-                 _local_grads: tuple = (), _op: str = "") -> None:
+    def __init__(self, data: float, label: str = "") -> None:
         self.data = data if type(data) is float else _to_float(data)
         self.grad = 0.0
         self.label = label
-        if _grad_enabled:
-            self._children = _children  # the Values this one was computed from
-            self._local_grads = _local_grads  # d self / d child, one per child
-            self._op = _op
-        else:
-            self._children = self._local_grads = ()
-            self._op = ""
+        self._children = ()  # the Values this one was computed from
+        self._local_grads = ()  # d self / d child, one per child
+        self._op = ""  # what made it, for drawing: '+', '*', 'tanh', ...
 
     def __repr__(self) -> str:
         label = f", label={self.label!r}" if self.label else ""
@@ -134,15 +150,15 @@ class Value:
 
     def __add__(self, other: Value | float) -> Value:
         other = other if isinstance(other, Value) else Value(other)
-        return Value(self.data + other.data, "", (self, other), _ONES, "+")
+        return _result(self.data + other.data, (self, other), _ONES, "+")
 
     def __mul__(self, other: Value | float) -> Value:
         other = other if isinstance(other, Value) else Value(other)
-        return Value(self.data * other.data, "", (self, other), (other.data, self.data), "*")
+        return _result(self.data * other.data, (self, other), (other.data, self.data), "*")
 
     def __sub__(self, other: Value | float) -> Value:
         other = other if isinstance(other, Value) else Value(other)
-        return Value(self.data - other.data, "", (self, other), _PLUS_MINUS, "-")
+        return _result(self.data - other.data, (self, other), _PLUS_MINUS, "-")
 
     def __rsub__(self, other: float) -> Value:
         return Value(other) - self
@@ -152,29 +168,29 @@ class Value:
         a, b = self.data, other.data
         if b == 0.0:
             raise ZeroDivisionError(f"division by zero: {a!r} / {b!r}")
-        return Value(a / b, "", (self, other), (1.0 / b, -a / (b * b)), "/")
+        return _result(a / b, (self, other), (1.0 / b, -a / (b * b)), "/")
 
     def __rtruediv__(self, other: float) -> Value:
         return Value(other) / self
 
     def __neg__(self) -> Value:
-        return Value(-self.data, "", (self,), _MINUS_ONE, "neg")
+        return _result(-self.data, (self,), _MINUS_ONE, "neg")
 
     def __pos__(self) -> Value:
         return self
 
     def __abs__(self) -> Value:
         x = self.data
-        return Value(abs(x), "", (self,), (float((x > 0.0) - (x < 0.0)),), "abs")
+        return _result(abs(x), (self,), (float((x > 0.0) - (x < 0.0)),), "abs")
 
     def __pow__(self, other: Value | float) -> Value:
         a = self.data
         if isinstance(other, Value):
             b = other.data
             out = _pow(a, b)
-            return Value(out, "", (self, other), (_pow_grad(a, b), _exponent_grad(a, out)), "**")
+            return _result(out, (self, other), (_pow_grad(a, b), _exponent_grad(a, out)), "**")
         b = _to_float(other)
-        return Value(_pow(a, b), "", (self,), (_pow_grad(a, b),), f"**{other}")
+        return _result(_pow(a, b), (self,), (_pow_grad(a, b),), f"**{other}")
 
     def __rpow__(self, other: float) -> Value:
         return Value(other) ** self
@@ -186,63 +202,63 @@ class Value:
 
     def exp(self) -> Value:
         out = _exp(self.data)
-        return Value(out, "", (self,), (out,), "exp")
+        return _result(out, (self,), (out,), "exp")
 
     def log(self) -> Value:
         x = self.data
         if x <= 0.0:
             raise ValueError(f"log needs a positive number, got {x!r}")
-        return Value(math.log(x), "", (self,), (1.0 / x,), "log")
+        return _result(math.log(x), (self,), (1.0 / x,), "log")
 
     def sqrt(self) -> Value:
         x = self.data
         if x < 0.0:
             raise ValueError(f"sqrt needs a number >= 0, got {x!r}")
         out = math.sqrt(x)
-        return Value(out, "", (self,), (0.5 / out if out else math.inf,), "sqrt")
+        return _result(out, (self,), (0.5 / out if out else math.inf,), "sqrt")
 
     def tanh(self) -> Value:
         t = math.tanh(self.data)
-        return Value(t, "", (self,), (1.0 - t * t,), "tanh")
+        return _result(t, (self,), (1.0 - t * t,), "tanh")
 
     def sigmoid(self) -> Value:
         s = _sigmoid(self.data)
-        return Value(s, "", (self,), (s * (1.0 - s),), "sigmoid")
+        return _result(s, (self,), (s * (1.0 - s),), "sigmoid")
 
     def relu(self) -> Value:
         x = self.data
         # PyTorch's convention at the kink: relu'(0) = 0.
-        return Value(x if x > 0.0 else 0.0, "", (self,), (1.0 if x > 0.0 else 0.0,), "relu")
+        return _result(x if x > 0.0 else 0.0, (self,), _ONE if x > 0.0 else _ZERO, "relu")
 
     def leaky_relu(self, negative_slope: float = 0.01) -> Value:
         x = self.data
         slope = 1.0 if x > 0.0 else negative_slope
-        return Value(x * slope, "", (self,), (slope,), "leaky_relu")
+        return _result(x * slope, (self,), (slope,), "leaky_relu")
 
     def elu(self, alpha: float = 1.0) -> Value:
         x = self.data
         if x > 0.0:
-            return Value(x, "", (self,), (1.0,), "elu")
-        return Value(alpha * math.expm1(x), "", (self,), (alpha * math.exp(x),), "elu")
+            return _result(x, (self,), (1.0,), "elu")
+        return _result(alpha * math.expm1(x), (self,), (alpha * math.exp(x),), "elu")
 
     def gelu(self) -> Value:
         """The exact GELU, x * Phi(x), with Phi the standard normal CDF."""
         x = self.data
         cdf = 0.5 * (1.0 + math.erf(x / _SQRT2))
         pdf = _INV_SQRT_2PI * math.exp(-0.5 * x * x)
-        return Value(x * cdf, "", (self,), (cdf + x * pdf,), "gelu")
+        return _result(x * cdf, (self,), (cdf + x * pdf,), "gelu")
 
     def silu(self) -> Value:
         x = self.data
         s = _sigmoid(x)
-        return Value(x * s, "", (self,), (s * (1.0 + x * (1.0 - s)),), "silu")
+        return _result(x * s, (self,), (s * (1.0 + x * (1.0 - s)),), "silu")
 
     def softplus(self) -> Value:
         """log(1 + exp(x)); like PyTorch, the identity above x = 20."""
         x = self.data
         if x > 20.0:
-            return Value(x, "", (self,), (1.0,), "softplus")
-        return Value(math.log1p(math.exp(x)), "", (self,), (_sigmoid(x),), "softplus")
+            return _result(x, (self,), (1.0,), "softplus")
+        return _result(math.log1p(math.exp(x)), (self,), (_sigmoid(x),), "softplus")
 
     # -- fused n-ary ops: one node where the elementary path would make many ----------------
 
@@ -250,7 +266,7 @@ class Value:
     def sum(values: Iterable[Value | float]) -> Value:
         """The sum of many values as one node."""
         values = tuple(_as_values(values))
-        return Value(sum(map(_data, values)), "", values, (1.0,) * len(values), "sum")
+        return _result(sum(map(_data, values), 0.0), values, (1.0,) * len(values), "sum")
 
     @staticmethod
     def dot(weights: Sequence[Value | float], inputs: Sequence[Value | float],
@@ -274,11 +290,9 @@ class Value:
         so two calls give exactly twice the gradient of one.
         """
         order = _topological_order(self)
-        leaves, earlier = [], []
+        leaves = [node for node in order if not node._children]
+        earlier = [leaf.grad for leaf in leaves]
         for node in order:
-            if not node._children:
-                leaves.append(node)
-                earlier.append(node.grad)
             node.grad = 0.0
         self.grad = 1.0
         for node in reversed(order):
@@ -296,31 +310,33 @@ def _as_values(items: Iterable[Value | float]) -> Iterator[Value]:
 def _dot(weights: tuple, inputs: tuple, bias: Value | None) -> Value:
     """Value.dot on tuples of Values of equal length, with no checks: the networks' hot path."""
     w, x = [v.data for v in weights], [v.data for v in inputs]
-    total = sum(map(mul, w, x))
+    total = sum(map(mul, w, x), 0.0)
     if bias is None:
-        return Value(total, "", (*weights, *inputs), (*x, *w), "dot")
-    return Value(total + bias.data, "", (*weights, *inputs, bias), (*x, *w, 1.0), "dot")
+        return _result(total, (*weights, *inputs), (*x, *w), "dot")
+    return _result(total + bias.data, (*weights, *inputs, bias), (*x, *w, 1.0), "dot")
 
 
 def _topological_order(root: Value) -> list[Value]:
     """Every node root depends on, children before parents, found without recursion.
 
-    A depth-first search that keeps, for each node on its path, an iterator over the node's
-    children: the search resumes where it left off, and a node is listed once all its
-    children are.
+    A depth-first search: `path` holds the nodes being expanded and, beside them in
+    `todo`, iterators over their children, so the search resumes where it left off. A node
+    is listed once all its children are; a leaf as soon as it is found.
     """
     order, seen = [], {root}
-    path = [(root, iter(root._children))]
-    while path:
-        node, children = path[-1]
-        for child in children:
+    path, todo = [root], [iter(root._children)]
+    while todo:
+        for child in todo[-1]:
             if child not in seen:
                 seen.add(child)
-                path.append((child, iter(child._children)))
-                break
+                if child._children:
+                    path.append(child)
+                    todo.append(iter(child._children))
+                    break
+                order.append(child)
         else:
-            path.pop()
-            order.append(node)
+            todo.pop()
+            order.append(path.pop())
     return order
 
 
@@ -549,7 +565,8 @@ class Layer(Module):
         return self._forward(_inputs(x, self.nin, "Layer"))
 
     def _forward(self, x: tuple[Value, ...]) -> list[Value]:
-        return [n._forward(x) for n in self.neurons]
+        act = self.neurons[0]._act  # one activation for the whole layer
+        return [act(_dot(n.w, x, n.b)) for n in self.neurons]
 
     def parameters(self) -> list[Value]:
         return [p for n in self.neurons for p in n.parameters()]
@@ -624,10 +641,25 @@ def _mean(losses: list[Value]) -> Value:
     return Value.sum(losses) / len(losses)
 
 
+# Each loss makes one node per sample, with its derivative stated beside it, and one node for
+# the mean: the same numbers as the elementary ops would give, in a fraction of the nodes.
+
+def _squared_error(p: Value, t: float) -> Value:
+    diff = p.data - t
+    return _result(diff * diff, (p,), (2.0 * diff,), "sq_err")
+
+
 def mse_loss(preds: Sequence[Value], targets: Sequence[float]) -> Value:
     """Mean squared error."""
     _check_batch(preds, targets, "mse_loss")
-    return _mean([(p - t) ** 2 for p, t in zip(_as_values(preds), _as_values(targets))])
+    return _mean([_squared_error(p, float(t)) for p, t in zip(_as_values(preds), targets)])
+
+
+def _hinge(score: Value, y: float) -> Value:
+    margin = 1.0 - y * score.data
+    if margin > 0.0:
+        return _result(margin, (score,), (-y,), "hinge")
+    return _result(0.0, (score,), _ZERO, "hinge")  # as relu: no slope at the kink
 
 
 def hinge_loss(scores: Sequence[Value], labels: Sequence[float]) -> Value:
@@ -636,14 +668,14 @@ def hinge_loss(scores: Sequence[Value], labels: Sequence[float]) -> Value:
     for i, y in enumerate(labels):
         if y not in (-1, 1):
             raise ValueError(f"hinge_loss needs labels -1 or +1, got {y!r} at index {i}")
-    return _mean([(1.0 - y * s).relu() for s, y in zip(scores, labels)])
+    return _mean([_hinge(s, float(y)) for s, y in zip(_as_values(scores), labels)])
 
 
 def _bce_with_logit(x: Value, y: float) -> Value:
     """-[y log sigmoid(x) + (1 - y) log(1 - sigmoid(x))] in a form that never overflows."""
     z = x.data
     loss = max(z, 0.0) - z * y + math.log1p(math.exp(-abs(z)))
-    return Value(loss, "", (x,), (_sigmoid(z) - y,), "bce")
+    return _result(loss, (x,), (_sigmoid(z) - y,), "bce")
 
 
 def bce_with_logits_loss(logits: Sequence[Value], labels: Sequence[float]) -> Value:
@@ -663,7 +695,7 @@ def _cross_entropy_one(logits: tuple[Value, ...], target: int) -> Value:
     total = sum(exps)
     loss = top + math.log(total) - zs[target]
     local = tuple(e / total - (i == target) for i, e in enumerate(exps))
-    return Value(loss, "", logits, local, "ce")
+    return _result(loss, logits, local, "ce")
 
 
 def cross_entropy(logits: Sequence[Sequence[Value]], targets: Sequence[int]) -> Value:
@@ -1703,25 +1735,29 @@ def _w2_loss(model: MLP, X: list, labels: list[float]) -> Value:
 
 
 def _graph_step(loss_of: Callable, model: MLP, X: list, labels: list[float],
-                opt: SGD) -> tuple[float, Value]:
+                opt: SGD) -> float:
     loss = loss_of(model, X, labels)
     opt.zero_grad()
     loss.backward()
     opt.step()
-    return loss.data, loss
+    return loss.data  # the graph is freed on return: that is part of the step
 
 
-def _bytes_per_node(loss_of: Callable, model: MLP, X: list, labels: list[float]) -> float:
-    """Memory that one step's graph holds (after backward), divided by its nodes."""
+def _bytes_per_node(loss_of: Callable, model: MLP, X: list,
+                    labels: list[float]) -> tuple[float, float]:
+    """Memory that one step's graph holds per node: as the forward pass built it, and after
+    backward() has given every node a gradient of its own (24 more bytes: one float)."""
     tracemalloc.start()
     try:
         before = tracemalloc.get_traced_memory()[0]
         loss = loss_of(model, X, labels)
+        built = tracemalloc.get_traced_memory()[0] - before
         loss.backward()
-        held = tracemalloc.get_traced_memory()[0] - before
+        with_grads = tracemalloc.get_traced_memory()[0] - before
     finally:
         tracemalloc.stop()
-    return held / len(_topological_order(loss))
+    nodes = len(_topological_order(loss))
+    return built / nodes, with_grads / nodes
 
 
 def bench(steps: int = 10, seed: int = 0, chain: int = 1_000_000) -> dict:
@@ -1730,29 +1766,31 @@ def bench(steps: int = 10, seed: int = 0, chain: int = 1_000_000) -> dict:
     model0, X, labels = _bench_setup(seed)
     layers = [([[w.data for w in n.w] for n in layer.neurons],
                [n.b.data for n in layer.neurons]) for layer in model0.layers]
-    rows = {}
+    workloads = {"W1": _w1_loss, "W2": _w2_loss}
+    models = {name: _bench_setup(seed)[0] for name in workloads}
+    opts = {name: SGD(models[name].parameters(), lr=BENCH_LR) for name in workloads}
+    times = {name: [] for name in ("W0", *workloads)}
+    losses = {name: [] for name in times}
     with _gc_paused():
-        times, losses = [], []
+        # Round robin, one step of each in turn, so that a slow spell of the machine
+        # weighs on all three alike.
         for _ in range(steps):
             start = time.perf_counter()
-            losses.append(_w0_step(layers, X, labels))
-            times.append(time.perf_counter() - start)
-        rows["W0"] = {"ms_per_step": 1000 * statistics.median(times), "losses": losses}
-        for name, loss_of in (("W1", _w1_loss), ("W2", _w2_loss)):
-            model = _bench_setup(seed)[0]
-            opt = SGD(model.parameters(), lr=BENCH_LR)
-            times, losses = [], []
-            for _ in range(steps):
+            losses["W0"].append(_w0_step(layers, X, labels))
+            times["W0"].append(time.perf_counter() - start)
+            for name, loss_of in workloads.items():
                 start = time.perf_counter()
-                value, loss = _graph_step(loss_of, model, X, labels, opt)
-                times.append(time.perf_counter() - start)
-                losses.append(value)
-            nodes = len(_topological_order(loss))
-            del loss
-            ms = 1000 * statistics.median(times)
-            rows[name] = {"ms_per_step": ms, "losses": losses, "nodes_per_step": nodes,
-                          "nodes_per_second": nodes / ms * 1000,
-                          "bytes_per_node": _bytes_per_node(loss_of, model, X, labels)}
+                value = _graph_step(loss_of, models[name], X, labels, opts[name])
+                times[name].append(time.perf_counter() - start)
+                losses[name].append(value)
+        rows = {name: {"ms_per_step": 1000 * statistics.median(times[name]),
+                       "losses": losses[name]} for name in times}
+        for name, loss_of in workloads.items():
+            row = rows[name]
+            row["nodes_per_step"] = len(_topological_order(loss_of(models[name], X, labels)))
+            row["nodes_per_second"] = row["nodes_per_step"] / row["ms_per_step"] * 1000
+            row["bytes_per_node"], row["bytes_per_node_with_grads"] = _bytes_per_node(
+                loss_of, models[name], X, labels)
     floor = rows["W0"]["ms_per_step"]
     for row in rows.values():
         row["ratio_to_w0"] = row["ms_per_step"] / floor
@@ -1795,6 +1833,10 @@ def format_bench(result: dict) -> str:
             + (f"{nodes:>12,}{row['nodes_per_second']:>11,.0f}{row['bytes_per_node']:>12.1f}"
                if nodes else f"{'-':>12}{'-':>11}{'-':>12}")
             + f"{row['losses'][0]:>13.8f}{row['ratio_to_w0']:>7.2f}")
+    lines.append("bytes/node: the graph as the forward pass builds it; after backward(): "
+                 + ", ".join(f"{name} {row['bytes_per_node_with_grads']:.1f}"
+                             for name, row in result["workloads"].items()
+                             if "bytes_per_node_with_grads" in row))
     lines.append("losses of W0, W1, W2 agree to 1e-9 at every step: "
                  + ("yes" if result["losses_agree"] else "NO"))
     if "chain" in result:
