@@ -1238,15 +1238,21 @@ def _box_size(key: object) -> tuple[float, float]:
     return width, height
 
 
+def _neighbours(keys: list, edges: list) -> tuple[dict, dict]:
+    """For each key, the keys its edges come from, and the keys they go to."""
+    up: dict = {k: [] for k in keys}
+    down: dict = {k: [] for k in keys}
+    for a, b in edges:
+        down[a].append(b)
+        up[b].append(a)
+    return up, down
+
+
 def _rank_nodes(keys: list, edges: list) -> dict:
     """Ranks that keep edges short: each node as late as it can be (so a leaf sits right
     before its first use), then nodes with more inputs than outputs moved back toward their
     inputs, which shortens more edges than it stretches (a step of network simplex)."""
-    preds = {k: [] for k in keys}
-    succs = {k: [] for k in keys}
-    for a, b in edges:
-        succs[a].append(b)
-        preds[b].append(a)
+    preds, succs = _neighbours(keys, edges)
     rank = {}
     for k in keys:  # longest path from the sources fixes the number of ranks
         rank[k] = max((rank[p] + 1 for p in preds[k]), default=0)
@@ -1357,14 +1363,9 @@ def _transpose(layers: list, up: dict, down: dict) -> None:
                     improved = True
 
 
-def _order_ranks(layers: list, edges: list) -> list:
+def _order_ranks(layers: list, up: dict, down: dict) -> list:
     """Orders inside ranks with few crossings: median sweeps down and up with local swaps,
     keeping the best order seen (graphviz dot's heuristic)."""
-    up = {k: [] for layer in layers for k in layer}
-    down = {k: [] for layer in layers for k in layer}
-    for a, b in edges:
-        down[a].append(b)
-        up[b].append(a)
     small = sum(map(len, layers)) <= 3000
     best, best_crossings = [list(layer) for layer in layers], _total_crossings(layers, down)
     for sweep in range(24 if small else 2):
@@ -1385,6 +1386,8 @@ def _order_ranks(layers: list, edges: list) -> list:
 def _pack(desired: list[float], sizes: list[float]) -> list[float]:
     """Positions as close as possible (least squares) to `desired` that keep the given order
     and leave neighbours (size_i + size_j) / 2 + _NODE_GAP apart: pool adjacent violators."""
+    if len(desired) == 1:
+        return desired
     offsets = [0.0]
     for a, b in zip(sizes, sizes[1:]):
         offsets.append(offsets[-1] + (a + b) / 2 + _NODE_GAP)
@@ -1400,17 +1403,12 @@ def _pack(desired: list[float], sizes: list[float]) -> list[float]:
     return [q + off for q, off in zip(flat, offsets)]
 
 
-def _cross_positions(layers: list, edges: list, cross_size: dict) -> dict:
+def _cross_positions(layers: list, up: dict, down: dict, cross_size: dict) -> dict:
     """Positions across the ranks: each node drawn toward its neighbours, without overlap."""
-    up = {k: [] for layer in layers for k in layer}
-    down = {k: [] for layer in layers for k in layer}
-    for a, b in edges:
-        down[a].append(b)
-        up[b].append(a)
     pos = {}
     for layer in layers:
         pos.update(zip(layer, _pack([0.0] * len(layer), [cross_size[k] for k in layer])))
-    passes = 8 if len(pos) <= 3000 else 2
+    passes = 8 if len(pos) <= 3000 else 0  # a huge graph: valid first, pretty second
     for p in range(passes):
         order = range(len(layers)) if p % 2 == 0 else range(len(layers) - 1, -1, -1)
         for r in order:
@@ -1442,11 +1440,12 @@ def _layout(root: Value, rankdir: str) -> tuple[dict, list, dict]:
     keys, edges = _graph_nodes(root)
     rank = _rank_nodes(keys, edges)
     layers, short, routes = _add_virtual_points(keys, edges, rank)
-    layers = _order_ranks(layers, short)
+    up, down = _neighbours([k for layer in layers for k in layer], short)
+    layers = _order_ranks(layers, up, down)
     size = {k: _box_size(k) for k in keys}
     along, across = (0, 1) if rankdir == "LR" else (1, 0)
     cross_size = {k: size[k][across] if k in size else 0.0 for layer in layers for k in layer}
-    cross = _cross_positions(layers, short, cross_size)
+    cross = _cross_positions(layers, up, down, cross_size)
     rank_pos, at = [], 0.0
     for layer in layers:
         extent = max((size[k][along] for k in layer if k in size), default=0.0)
@@ -1864,7 +1863,7 @@ TASKS = {
               "optim": "adam"},
     "circles": {"loss": "hinge", "hidden": [16, 16], "activation": "relu", "epochs": 50,
                 "optim": "adam"},
-    "spiral": {"loss": "ce", "hidden": [16, 16], "activation": "relu", "epochs": 60,
+    "spiral": {"loss": "ce", "hidden": [16, 16], "activation": "relu", "epochs": 40,
                "optim": "adam"},
 }
 

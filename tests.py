@@ -342,17 +342,31 @@ def test_node_is_small():
     assert not hasattr(Value(1.0), "__dict__")
 
 
-def test_expr_command_prints_the_table(tmp_path):
-    result = run_cli("expr", "--out", str(tmp_path / "g.png"))
+def test_expr_command_prints_the_table_and_saves_a_real_graph(tmp_path):
+    result = run_cli("expr", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    rows = {line.split()[0]: line.split() for line in result.stdout.splitlines()[1:8]}
+    lines = result.stdout.splitlines()
+    rows = {line.split()[0]: line.split() for line in lines[1:8]}
     assert rows["L"][-2:] == ["-8.0000", "1.0000"]
     assert rows["a"][-2:] == ["2.0000", "6.0000"]
     assert rows["b"][-2:] == ["-3.0000", "-4.0000"]
     assert rows["c"][-2:] == ["10.0000", "-2.0000"]
     assert rows["f"][-2:] == ["-2.0000", "4.0000"]
-    assert [line.split()[0] for line in result.stdout.splitlines()[1:8]] == \
-        ["a", "b", "e", "c", "d", "f", "L"]  # topological order
+    assert list(rows) == ["a", "b", "e", "c", "d", "f", "L"]  # topological order
+    assert lines[-1] == "graph saved to graph.png"
+    pytest.importorskip("matplotlib")
+    width, height = png_size(tmp_path / "graph.png")
+    L = mg._expression()
+    L.backward()
+    fig = mg.draw_graph(L)
+    expected_width, expected_height = fig.get_size_inches() * 100  # at 100 dpi
+    assert abs(width - expected_width) <= 1 and abs(height - expected_height) <= 1
+    assert width > 3 * height > 300
+    for ext, magic in (("svg", b"<?xml"), ("pdf", b"%PDF")):
+        mg.draw_graph(L, str(tmp_path / f"g.{ext}"), rankdir="TB")
+        assert (tmp_path / f"g.{ext}").read_bytes().startswith(magic)
+    bad = run_cli("expr", "--out", "graph.bmp")
+    assert bad.returncode == 2 and "png" in bad.stderr
 
 
 def test_help_lists_the_commands():
@@ -828,14 +842,24 @@ def test_train_command_flags_work_together(tmp_path):
     assert "val_accuracy" in final_line(result.stdout)
 
 
-@pytest.mark.parametrize("flags", [["--epochs", "0"], ["--lr", "-1"], ["--batch-size", "0"],
-                                   ["--hidden", "4,x"], ["--optim", "lbfgs"],
-                                   ["--val-split", "1.5"], ["--dataset", "mnist"],
-                                   ["--plot", "curves.txt"]])
-def test_train_command_bad_flags_exit_2_with_usage(flags):
-    result = run_cli("train", *flags)
+def test_train_command_bad_flag_exits_2_with_usage():
+    result = run_cli("train", "--epochs", "0")
     assert result.returncode == 2
     assert result.stderr.startswith("usage:") and "Traceback" not in result.stderr
+    assert "--epochs: must be at least 1, got 0" in result.stderr
+
+
+@pytest.mark.parametrize("flags", [["--lr", "-1"], ["--lr", "nan"], ["--batch-size", "0"],
+                                   ["--hidden", "4,x"], ["--hidden", "4,0"],
+                                   ["--optim", "lbfgs"], ["--val-split", "1.5"],
+                                   ["--dataset", "mnist"], ["--plot", "curves.txt"],
+                                   ["--samples", "10"], ["--weight-decay", "-0.1"]])
+def test_train_bad_flags_are_usage_errors(flags, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        mg.main(["train", *flags])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage:") and "error:" in err
 
 
 def test_train_command_save_load_and_failures(tmp_path):
@@ -1030,19 +1054,23 @@ def graphs_to_check():
             "mlp": mlp_sample_loss(3, [4, 4], "mse", "tanh")[0], "reused": reused_node_graph()}
 
 
-@pytest.mark.parametrize("rankdir", ["LR", "TB"])
-def test_drawn_boxes_never_overlap_and_hold_their_labels(rankdir):
+def test_drawn_boxes_never_overlap_and_hold_their_labels():
     pytest.importorskip("matplotlib")
     for name, root in graphs_to_check().items():
-        fig = mg.draw_graph(root, rankdir=rankdir)
-        boxes, texts = rendered_boxes(fig)
-        assert len(texts) == len(boxes) > 0
-        for i, a in enumerate(boxes):
-            for b in boxes[i + 1:]:
-                assert not a.overlaps(b), name
-        for t in texts:  # each label lies inside some box
-            assert any(b.x0 <= t.x0 and t.x1 <= b.x1 and b.y0 <= t.y0 and t.y1 <= b.y1
-                       for b in boxes), (name, t)
+        for rankdir in ("LR", "TB") if name in ("expr", "mlp") else ("LR",):
+            check_boxes(name, mg.draw_graph(root, rankdir=rankdir))
+
+
+def check_boxes(name: str, fig) -> None:
+    """No two boxes overlap, and each label lies inside a box."""
+    boxes, texts = rendered_boxes(fig)
+    assert len(texts) == len(boxes) > 0
+    for i, a in enumerate(boxes):
+        for b in boxes[i + 1:]:
+            assert not a.overlaps(b), name
+    for t in texts:
+        assert any(b.x0 <= t.x0 and t.x1 <= b.x1 and b.y0 <= t.y0 and t.y1 <= b.y1
+                   for b in boxes), (name, t)
 
 
 def png_size(path: Path) -> tuple[int, int]:
@@ -1051,26 +1079,6 @@ def png_size(path: Path) -> tuple[int, int]:
     width, height = struct.unpack(">II", data[16:24])
     assert zlib.crc32(data[12:29]) == struct.unpack(">I", data[29:33])[0]
     return width, height
-
-
-def test_expr_command_saves_a_real_graph(tmp_path):
-    pytest.importorskip("matplotlib")
-    result = run_cli("expr", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    assert "graph saved to graph.png" in result.stdout
-    width, height = png_size(tmp_path / "graph.png")
-    L = mg._expression()
-    L.backward()
-    fig = mg.draw_graph(L)
-    expected_width, expected_height = fig.get_size_inches() * 100  # at 100 dpi
-    assert abs(width - expected_width) <= 1 and abs(height - expected_height) <= 1
-    assert width > 3 * height > 300
-    for ext, magic in (("svg", b"<?xml"), ("pdf", b"%PDF")):
-        out = tmp_path / f"g.{ext}"
-        assert run_cli("expr", "--out", str(out), "--rankdir", "TB").returncode == 0
-        assert out.read_bytes().startswith(magic)
-    bad = run_cli("expr", "--out", "graph.bmp")
-    assert bad.returncode == 2 and "png" in bad.stderr
 
 
 def test_draw_graph_limits_and_colours():
@@ -1178,10 +1186,15 @@ def test_bench_command_reports_agreeing_workloads():
     assert figures["losses_agree"] is True
     rows = figures["workloads"]
     assert set(rows) == {"W0", "W1", "W2"}
+    assert all(len(row["losses"]) == 1 for row in rows.values())
     assert rows["W2"]["nodes_per_step"] > rows["W1"]["nodes_per_step"] > 5000
-    assert rows["W1"]["bytes_per_node"] > 0 and figures["chain"]["ops"] == 1000
-    table = run_cli("bench", "--steps", "1", "--chain", "0")
-    assert "x W0" in table.stdout and "agree to 1e-9 at every step: yes" in table.stdout
+    for name in ("W1", "W2"):
+        assert 0 < rows[name]["bytes_per_node"] < rows[name]["bytes_per_node_with_grads"]
+    assert figures["chain"]["ops"] == 1000
+    table = mg.format_bench(figures)
+    assert table.splitlines()[1].split() == ["workload", "ms/step", "nodes/step", "nodes/s",
+                                             "bytes/node", "first", "loss", "x", "W0"]
+    assert "agree to 1e-9 at every step: yes" in table
 
 
 def test_gc_is_never_switched_off_at_import():
