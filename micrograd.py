@@ -2039,6 +2039,8 @@ def _draw(make: Callable, path: str) -> None:
                            "(pip install matplotlib)") from None
     except OSError as e:
         raise CommandError(f"cannot write {path}: {e.strerror or e}") from None
+    except ValueError as e:  # a graph too large to draw
+        raise CommandError(f"cannot draw {path}: {e}") from None
 
 
 def _targets_for(loss: str, y: list, classes: int) -> list:
@@ -2124,6 +2126,10 @@ def run_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None
         model = MLP(len(X[0]), [*(args.hidden or task["hidden"]), nout],
                     activation=args.activation or task["activation"],
                     output_activation="tanh" if loss == "mse" else "linear", seed=args.seed)
+    if args.graph and _count_nodes(_sample_loss(model, X[0], targets[0], loss),
+                                   GRAPH_LIMIT) > GRAPH_LIMIT:
+        raise CommandError(f"cannot draw {args.graph}: the loss of one sample has more than "
+                           f"{GRAPH_LIMIT} values; train a smaller network (--hidden)")
     optim = args.optim or task["optim"]
     epochs = args.epochs or task["epochs"]
     lr = args.lr or DEFAULT_LR[optim]
@@ -2162,6 +2168,16 @@ def run_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None
     _write_outputs(args, model, history, X_train, y_train, loss)
 
 
+GRAPH_LIMIT = 1500  # values in a `train --graph` picture: a 2-16-16-1 network has about 400
+
+
+def _sample_loss(model: MLP, x: list, y: float | int, loss: str) -> Value:
+    """The loss of one sample, the graph that `train --graph` draws."""
+    sample_loss = LOSSES[loss]([model(x)], [y])
+    sample_loss.label = "loss"
+    return sample_loss
+
+
 def _write_outputs(args: argparse.Namespace, model: MLP, history: History, X: list, y: list,
                    loss: str) -> None:
     if args.save:
@@ -2177,11 +2193,10 @@ def _write_outputs(args: argparse.Namespace, model: MLP, history: History, X: li
         _draw(lambda: plot_decision_boundary(model, X, y, args.boundary), args.boundary)
         print(f"decision boundary saved to {args.boundary}")
     if args.graph:
-        sample_loss = LOSSES[loss]([model(X[0])], [y[0]])
-        sample_loss.label = "loss"
+        sample_loss = _sample_loss(model, X[0], y[0], loss)
         sample_loss.backward()
-        _draw(lambda: draw_graph(sample_loss, args.graph, params=model.parameters()),
-              args.graph)
+        _draw(lambda: draw_graph(sample_loss, args.graph, params=model.parameters(),
+                                 max_nodes=GRAPH_LIMIT), args.graph)
         print(f"graph of the loss of sample 0 saved to {args.graph}")
 
 
@@ -2209,6 +2224,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"micrograd.py {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (`| head`): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     return 0
 
 
