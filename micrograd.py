@@ -1049,13 +1049,14 @@ def _loss_function(loss: str | Callable) -> Callable[..., Value]:
 
 
 def _make_optimizer(optimizer: str | Optimizer, params: list[Value], lr: float | None,
-                    weight_decay: float) -> Optimizer:
+                    weight_decay: float | None) -> Optimizer:
     if isinstance(optimizer, Optimizer):
         return optimizer
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {optimizer!r}; choose from {', '.join(OPTIMIZERS)}")
     lr = DEFAULT_LR[optimizer] if lr is None else lr
-    return OPTIMIZERS[optimizer](params, lr=lr, weight_decay=weight_decay)
+    decay = {} if weight_decay is None else {"weight_decay": weight_decay}
+    return OPTIMIZERS[optimizer](params, lr=lr, **decay)
 
 
 def _scores(outputs: list) -> list:
@@ -1128,12 +1129,14 @@ def train(model: Module, X: Sequence[Sequence[float]], y: Sequence, loss: str | 
           optimizer: str | Optimizer = "sgd", lr: float | None = None, epochs: int = 20,
           batch_size: int | None = None, shuffle: bool = True, seed: int | None = None,
           val: tuple[Sequence, Sequence] | None = None, verbose: bool = True,
-          weight_decay: float = 0.0) -> History:
+          weight_decay: float | None = None) -> History:
     """Fit the model with mini-batch gradient descent and return what each epoch measured.
 
     Each epoch visits the samples in an order shuffled by its own generator (seeded by `seed`),
     in batches of `batch_size` (None: all at once); each batch's mean loss is backpropagated
     and the optimizer takes one step. The same seed gives the same run, bit for bit.
+    `optimizer` is a name from OPTIMIZERS (then `lr` and `weight_decay` default to
+    DEFAULT_LR and the optimizer's own default) or an Optimizer made by hand.
     """
     n = len(X)
     if n == 0 or n != len(y):
@@ -1772,16 +1775,18 @@ def bench(steps: int = 10, seed: int = 0, chain: int = 1_000_000) -> dict:
     losses = {name: [] for name in times}
     with _gc_paused():
         # Round robin, one step of each in turn, so that a slow spell of the machine
-        # weighs on all three alike.
-        for _ in range(steps):
+        # weighs on all three alike; the first round only warms up and is not counted.
+        for round_ in range(steps + 1):
             start = time.perf_counter()
             losses["W0"].append(_w0_step(layers, X, labels))
             times["W0"].append(time.perf_counter() - start)
             for name, loss_of in workloads.items():
                 start = time.perf_counter()
-                value = _graph_step(loss_of, models[name], X, labels, opts[name])
+                losses[name].append(_graph_step(loss_of, models[name], X, labels, opts[name]))
                 times[name].append(time.perf_counter() - start)
-                losses[name].append(value)
+            if round_ == 0:
+                for name in times:
+                    del times[name][0]
         rows = {name: {"ms_per_step": 1000 * statistics.median(times[name]),
                        "losses": losses[name]} for name in times}
         for name, loss_of in workloads.items():
@@ -2132,9 +2137,8 @@ def run_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None
                            f"{GRAPH_LIMIT} values; train a smaller network (--hidden)")
     optim = args.optim or task["optim"]
     epochs = args.epochs or task["epochs"]
-    lr = args.lr or DEFAULT_LR[optim]
-    decay = {} if args.weight_decay is None else {"weight_decay": args.weight_decay}
-    opt = OPTIMIZERS[optim](model.parameters(), lr=lr, **decay)
+    opt = _make_optimizer(optim, model.parameters(), args.lr, args.weight_decay)
+    lr = opt.lr
     show = len(X_train) <= 10 and not args.quiet
     if not args.quiet:
         print(f"dataset {args.dataset}: {len(X_train)} samples of {len(X[0])} inputs"

@@ -755,6 +755,18 @@ def test_train_with_validation_and_history():
     assert loss == history.val_loss[-1] and acc == history.val_accuracy[-1]
 
 
+def test_train_builds_optimizers_with_their_defaults():
+    X, y = mg.make_toy()
+    model = mg.MLP(3, [2, 1], seed=0)
+    before = [p.data for p in model.parameters()]
+    for p in model.parameters():
+        p.grad = 0.0
+    mg.train(model, X[:1], y[:1], optimizer="adamw", lr=1e-9, epochs=1, verbose=False)
+    # With a tiny lr the step is the decoupled decay of AdamW's default 0.01, and little more.
+    assert all(abs(p.data - b * (1 - 1e-9 * 0.01)) < 1e-8 for p, b in
+               zip(model.parameters(), before))
+
+
 def test_train_stops_on_divergence_naming_the_epoch():
     X, y = mg.make_toy()
     model = mg.MLP(3, [4, 1], activation="relu", output_activation="linear", seed=0)
@@ -822,6 +834,30 @@ def test_train_command_datasets_reach_their_accuracy(dataset, minimum):
     assert accuracy >= minimum
 
 
+def test_train_command_progress_updates_one_line_on_a_terminal():
+    import pty
+
+    leader, follower = pty.openpty()
+    process = subprocess.Popen([sys.executable, SCRIPT, "train", "--epochs", "5"],
+                               stdout=follower, stderr=subprocess.PIPE, close_fds=True)
+    os.close(follower)
+    output = b""
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        output += chunk
+    process.wait(timeout=30)
+    os.close(leader)
+    text = output.decode()
+    assert process.returncode == 0
+    assert text.count("\repoch") == 5  # each epoch rewrites the same line
+    assert "epoch 5/5" in text and "final:" in text
+
+
 def test_train_command_seeds():
     args = ["train", "--dataset", "circles", "--samples", "40", "--epochs", "5"]
     a, b, c = run_cli(*args, "--seed", "1"), run_cli(*args, "--seed", "1"), \
@@ -881,6 +917,8 @@ def test_train_command_save_load_and_failures(tmp_path):
         "missing file": (["--load", str(tmp_path / "absent.json")], "no such file"),
         "not json": (["--load", str(HERE / "tests.py")], "not JSON"),
         "architecture": (["--load", str(model_path), "--dataset", "moons"], "3 inputs"),
+        "graph too big": (["--graph", str(tmp_path / "g.png"), "--hidden", "40,40"],
+                          "more than 1500 values"),
     }
     for name, (flags, message) in failures.items():
         result = run_cli("train", *flags)
