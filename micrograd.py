@@ -1762,7 +1762,7 @@ def _bytes_per_node(loss_of: Callable, model: MLP, X: list,
     return built / nodes, with_grads / nodes
 
 
-def bench(steps: int = 10, seed: int = 0, chain: int = 1_000_000) -> dict:
+def bench(steps: int = 20, seed: int = 0, chain: int = 1_000_000) -> dict:
     """Time W0, W1 and W2 over `steps` steps each and a backward through a chain of
     `chain` ops (0 skips it); return the figures as a dict."""
     model0, X, labels = _bench_setup(seed)
@@ -1994,8 +1994,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Time one training step three ways (W0: plain floats by hand; W1: this "
                     "file's MLP; W2: binary ops only) and a backward through a chain of "
                     "1,000,000 ops; print milliseconds, nodes and bytes per node.")
-    bench_cmd.add_argument("--steps", type=_positive_int, default=10,
-                           help="steps to time per workload (default 10)")
+    bench_cmd.add_argument("--steps", type=_positive_int, default=20,
+                           help="steps to time per workload (default 20)")
     bench_cmd.add_argument("--chain", type=int, default=1_000_000, metavar="OPS",
                            help="ops in the chain (default 1,000,000; 0 skips it)")
     bench_cmd.add_argument("--json", action="store_true", help="print the figures as JSON")
