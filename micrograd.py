@@ -289,11 +289,7 @@ class Value:
         contributions from this pass are summed on their own before being added to its grad,
         so two calls give exactly twice the gradient of one.
         """
-        order = _topological_order(self)
-        leaves = [node for node in order if not node._children]
-        earlier = [leaf.grad for leaf in leaves]
-        for node in order:
-            node.grad = 0.0
+        order, leaves, earlier = _order_and_reset(self)
         self.grad = 1.0
         for node in reversed(order):
             grad = node.grad
@@ -338,6 +334,33 @@ def _topological_order(root: Value) -> list[Value]:
             todo.pop()
             order.append(path.pop())
     return order
+
+
+def _order_and_reset(root: Value) -> tuple[list[Value], list[Value], list[float]]:
+    """The search of _topological_order, made for backward(), where it is the hottest loop:
+    it sets each gradient to 0 as it finds the node, keeps the leaves apart (they pass
+    nothing on) with the gradients they had before, and so needs no second pass. Returns
+    (the nodes that have children, children first; the leaves; their earlier gradients)."""
+    order, leaves, earlier, seen = [], [], [], {root}
+    path, todo = [root], [iter(root._children)]
+    if not root._children:
+        return order, [root], [root.grad]
+    while todo:
+        for child in todo[-1]:
+            if child not in seen:
+                seen.add(child)
+                if child._children:
+                    child.grad = 0.0
+                    path.append(child)
+                    todo.append(iter(child._children))
+                    break
+                leaves.append(child)
+                earlier.append(child.grad)
+                child.grad = 0.0
+        else:
+            todo.pop()
+            order.append(path.pop())
+    return order, leaves, earlier
 
 
 @contextlib.contextmanager
