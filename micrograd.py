@@ -336,27 +336,40 @@ def _topological_order(root: Value) -> list[Value]:
     return order
 
 
+class _DistinctZero(float):
+    """0.0 as an object of its own, for Pythons that share equal floats (PyPy does)."""
+
+
+# A new 0.0 object on each call: CPython's float() makes one; elsewhere, a subclass does.
+_fresh_zero = float if float() is not float() else _DistinctZero  # noqa: UP018
+
+
 def _order_and_reset(root: Value) -> tuple[list[Value], list[Value], list[float]]:
-    """The search of _topological_order, made for backward(), where it is the hottest loop:
-    it sets each gradient to 0 as it finds the node, keeps the leaves apart (they pass
-    nothing on) with the gradients they had before, and so needs no second pass. Returns
-    (the nodes that have children, children first; the leaves; their earlier gradients)."""
-    order, leaves, earlier, seen = [], [], [], {root}
-    path, todo = [root], [iter(root._children)]
+    """The search of _topological_order, made for backward(), where it is the hottest loop.
+
+    It zeroes each gradient as it finds the node, and with a zero of its own: a float object
+    made for this call, which no node can hold yet. `grad is found` then tells a node already
+    found, so the search needs no set, and no second pass over the graph is needed. Returns
+    the nodes that have children (children first), the leaves (they pass nothing on) and the
+    gradients the leaves had before.
+    """
+    found = _fresh_zero()
     if not root._children:
-        return order, [root], [root.grad]
+        return [], [root], [root.grad]
+    root.grad = found
+    order, leaves, earlier = [], [], []
+    path, todo = [root], [iter(root._children)]
     while todo:
         for child in todo[-1]:
-            if child not in seen:
-                seen.add(child)
+            if child.grad is not found:
                 if child._children:
-                    child.grad = 0.0
+                    child.grad = found
                     path.append(child)
                     todo.append(iter(child._children))
                     break
                 leaves.append(child)
                 earlier.append(child.grad)
-                child.grad = 0.0
+                child.grad = found
         else:
             todo.pop()
             order.append(path.pop())

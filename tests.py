@@ -249,6 +249,19 @@ def test_second_backward_doubles_leaf_grads_exactly():
     assert middle.grad == 2 * middle.data
 
 
+def test_gradients_are_plain_floats_even_after_an_interrupted_backward():
+    a, b, c, f, e, d, L = expr_demo()
+    d._local_grads = (1.0, "not a number")  # breaks the pass half-way through
+    with pytest.raises(TypeError):
+        L.backward()
+    d._local_grads = (1.0, 1.0)
+    for v in (a, b, c, f):
+        v.grad = 0.0
+    L.backward()  # a fresh pass is not confused by what the broken one left behind
+    assert (a.grad, b.grad, c.grad, f.grad) == (6.0, -4.0, -2.0, 4.0)
+    assert all(type(v.grad) is float for v in (a, b, c, f, e, d, L))
+
+
 def test_backward_from_any_node_and_interior_reset():
     a, b, c, f, e, d, L = expr_demo()
     L.backward()
