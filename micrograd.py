@@ -454,16 +454,17 @@ def _inputs(x: Sequence[Value | float], expected: int, who: str) -> tuple[Value,
     return tuple(v if isinstance(v, Value) else Value(v, f"x{i}") for i, v in enumerate(x))
 
 
-def _write_atomically(path: str, text: str) -> None:
-    """Write text to path through a temporary file in the same folder, then rename it.
+@contextlib.contextmanager
+def _replacing(path: str) -> Iterator[str]:
+    """A temporary path in path's folder, renamed onto path when the block succeeds.
 
     A reader never sees half a file, and a failure leaves any earlier file untouched.
     """
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(path))
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".tmp-")
+    os.close(fd)
     try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
+        yield tmp
+        os.chmod(tmp, 0o644)  # mkstemp's file is private; the result is an ordinary file
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -509,12 +510,13 @@ class Module:
         document = {"format": MODEL_FORMAT, "version": MODEL_VERSION,
                     "model": type(self).__name__, "config": self.config(),
                     "state_dict": self.state_dict()}
-        _write_atomically(path, json.dumps(document, indent=1) + "\n")
+        with _replacing(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+            f.write(json.dumps(document, indent=1) + "\n")
 
     @classmethod
     def load(cls, path: str) -> Module:
         """Rebuild a module saved by save(). Bad files raise ValueError naming the problem."""
-        with open(path) as f:
+        with open(path, encoding="utf-8") as f:
             try:
                 document = json.load(f)
             except (json.JSONDecodeError, UnicodeDecodeError) as e:
@@ -677,8 +679,8 @@ def _mean(losses: list[Value]) -> Value:
     return Value.sum(losses) / len(losses)
 
 
-# Each loss makes one node per sample, with its derivative stated beside it, and one node for
-# the mean: the same numbers as the elementary ops would give, in a fraction of the nodes.
+# Each loss makes one node per sample, with its derivative stated beside it, then two for
+# the mean (a sum and a division): the numbers of the elementary ops, in a fraction of the nodes.
 
 def _squared_error(p: Value, t: float) -> Value:
     diff = p.data - t
@@ -1544,16 +1546,8 @@ def _finish(fig, path: str | None, show: bool):
     """Save fig to path (format from its extension, written atomically) and show it."""
     if path is not None:
         ext = _image_format(path)
-        folder = os.path.dirname(os.path.abspath(path))
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix="." + ext)
-        os.close(fd)
-        try:
+        with _replacing(path) as tmp:
             fig.savefig(tmp, format=ext, dpi=_dpi(fig))
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
     if show:
         import matplotlib.pyplot as plt
 
@@ -2204,7 +2198,7 @@ def run_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None
         summary += f", val_loss {val_loss:.6f}"
         if val_accuracy is not None:
             summary += f", val_accuracy {_percent(val_accuracy)}"
-    print(summary + f" ({epochs} epochs in {seconds:.2f} s)")
+    print(summary + f" ({epochs} epochs in {seconds:.3g} s)")
     _write_outputs(args, model, history, X_train, y_train, loss)
 
 
