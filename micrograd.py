@@ -1470,12 +1470,14 @@ def layout_graph(root: Value, rankdir: str = "LR") -> tuple[dict, list]:
     op that made v, in points with y pointing up; edges lists (from_key, to_key) pairs:
     child -> op -> result. Deterministic, and iterative, so deep graphs are fine.
     """
-    pos, edges, _ = _layout(root, rankdir)
+    pos, edges, _, _ = _layout(root, rankdir)
     return {k: xy for k, xy in pos.items() if not _is_virtual(k)}, edges
 
 
-def _layout(root: Value, rankdir: str) -> tuple[dict, list, dict]:
-    """layout_graph() plus the virtual points: (pos, edges, route of each edge)."""
+def _layout(root: Value, rankdir: str) -> tuple[dict, list, dict, dict]:
+    """layout_graph() with the virtual points: (pos, edges, the route of each edge, the size
+    of each box). A virtual point's size spans its rank, so that an edge crosses a rank
+    straight, in the clear lane between two boxes, and bends only between ranks."""
     if rankdir not in ("LR", "TB"):
         raise ValueError(f"rankdir must be 'LR' or 'TB', got {rankdir!r}")
     keys, edges = _graph_nodes(root)
@@ -1492,12 +1494,15 @@ def _layout(root: Value, rankdir: str) -> tuple[dict, list, dict]:
         extent = max((size[k][along] for k in layer if k in size), default=0.0)
         rank_pos.append(at + extent / 2)
         at += extent + _RANK_GAP
+        for k in layer:
+            if k not in size:  # a virtual point
+                size[k] = (extent, 0.0) if rankdir == "LR" else (0.0, extent)
     pos = {}
     for r, layer in enumerate(layers):
         for k in layer:
             a, c = rank_pos[r], cross[k]
             pos[k] = (a, -c) if rankdir == "LR" else (c, -a)
-    return _shift_to_origin(pos, {k: size.get(k, (0.0, 0.0)) for k in pos}), edges, routes
+    return _shift_to_origin(pos, size), edges, routes, size
 
 
 def _shift_to_origin(pos: dict, size: dict) -> dict:
@@ -1583,11 +1588,10 @@ def draw_graph(root: Value, path: str | None = None, show: bool = False, rankdir
     from matplotlib.collections import LineCollection
     from matplotlib.patches import Ellipse, FancyArrowPatch, FancyBboxPatch
 
-    pos, edges, routes = _layout(root, rankdir)
+    pos, edges, routes, size = _layout(root, rankdir)
     params = set(params)
-    size = {k: _box_size(k) for k in pos if not _is_virtual(k)}
-    width = max(x + size.get(k, (0, 0))[0] / 2 for k, (x, y) in pos.items()) + _MARGIN
-    height = max(y + size.get(k, (0, 0))[1] / 2 for k, (x, y) in pos.items()) + _MARGIN
+    width = max(x + size[k][0] / 2 for k, (x, y) in pos.items()) + _MARGIN
+    height = max(y + size[k][1] / 2 for k, (x, y) in pos.items()) + _MARGIN
     fig = _figure(width, height)
     ax = fig.add_axes((0, 0, 1, 1))
     ax.set_xlim(0, width)
@@ -1597,6 +1601,8 @@ def draw_graph(root: Value, path: str | None = None, show: bool = False, rankdir
                   "family": "DejaVu Sans Mono", "zorder": 3}
     for key, (w, h) in size.items():
         x, y = pos[key]
+        if _is_virtual(key):
+            continue
         if isinstance(key, tuple):
             ax.add_patch(Ellipse((x, y), w, h, facecolor="#fde8e8", edgecolor=_OP_COLOR,
                                  linewidth=1.2, zorder=2))
@@ -1611,9 +1617,11 @@ def draw_graph(root: Value, path: str | None = None, show: bool = False, rankdir
     along = 0 if rankdir == "LR" else 1
     lines = []
     for a, b in edges:
-        points = [pos[k] for k in routes[(a, b)]]
-        points[0] = _port(points[0], size[a], along, +1)
-        points[-1] = _port(points[-1], size[b], along, -1)
+        route = routes[(a, b)]
+        points = [_port(pos[a], size[a], along, +1)]
+        for k in route[1:-1]:  # across each rank it passes, straight through its lane
+            points += [_port(pos[k], size[k], along, -1), _port(pos[k], size[k], along, +1)]
+        points.append(_port(pos[b], size[b], along, -1))
         lines.append(points[:-1])
         ax.add_patch(FancyArrowPatch(points[-2], points[-1], arrowstyle="-|>",
                                      mutation_scale=10, shrinkA=0, shrinkB=0,
