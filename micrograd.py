@@ -29,6 +29,10 @@ import time
 import tracemalloc
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from operator import attrgetter, mul
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # for type hints only: matplotlib is imported when something is drawn
+    from matplotlib.figure import Figure
 
 __version__ = "1.0.0"
 
@@ -1525,7 +1529,7 @@ def _image_format(path: str) -> str:
     return ext
 
 
-def _figure(width_pt: float, height_pt: float):
+def _figure(width_pt: float, height_pt: float) -> Figure:
     """A matplotlib Figure (no pyplot, no window) that a notebook shows as a PNG."""
     from matplotlib.figure import Figure
 
@@ -1534,7 +1538,7 @@ def _figure(width_pt: float, height_pt: float):
     return fig
 
 
-def _png_bytes(fig) -> bytes:
+def _png_bytes(fig: Figure) -> bytes:
     import io
 
     buffer = io.BytesIO()
@@ -1542,12 +1546,12 @@ def _png_bytes(fig) -> bytes:
     return buffer.getvalue()
 
 
-def _dpi(fig) -> float:
+def _dpi(fig: Figure) -> float:
     """100 dots per inch, less for a figure so large that it would pass Agg's pixel limit."""
     return min(100.0, 30000.0 / max(fig.get_size_inches()))
 
 
-def _finish(fig, path: str | None, show: bool):
+def _finish(fig: Figure, path: str | None, show: bool) -> Figure:
     """Save fig to path (format from its extension, written atomically) and show it."""
     if path is not None:
         ext = _image_format(path)
@@ -1575,7 +1579,7 @@ def _count_nodes(root: Value, limit: int) -> int:
 
 
 def draw_graph(root: Value, path: str | None = None, show: bool = False, rankdir: str = "LR",
-               max_nodes: int = 300, params: Iterable[Value] = ()):
+               max_nodes: int = 300, params: Iterable[Value] = ()) -> Figure:
     """Draw the computation graph of root: a box per Value (label, data, grad), a red ellipse
     per op, an arrow per dependency. Values in `params` are filled blue, other leaves grey.
     Saves to path (.png, .svg or .pdf) when given; returns the matplotlib Figure."""
@@ -1639,7 +1643,7 @@ def _port(centre: tuple, size: tuple, along: int, side: int) -> tuple[float, flo
     return (x, y - side * size[1] / 2)
 
 
-def plot_history(history: History, path: str | None = None, show: bool = False):
+def plot_history(history: History, path: str | None = None, show: bool = False) -> Figure:
     """Loss per epoch (and validation loss), with accuracy on a second axis when known."""
     fig = _figure(576, 360)
     ax = fig.add_subplot()
@@ -1669,7 +1673,8 @@ def plot_history(history: History, path: str | None = None, show: bool = False):
 
 
 def plot_decision_boundary(model: Callable, X: Sequence[Sequence[float]], y: Sequence,
-                           path: str | None = None, show: bool = False, resolution: int = 80):
+                           path: str | None = None, show: bool = False,
+                           resolution: int = 80) -> Figure:
     """The class each point of the plane gets from a 2-input model, with the data on top."""
     if not X or len(X[0]) != 2:
         raise ValueError("plot_decision_boundary needs samples with 2 inputs, got "
