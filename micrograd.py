@@ -2225,6 +2225,12 @@ def _sample_loss(model: MLP, x: list, y: float | int, loss: str) -> Value:
     return sample_loss
 
 
+def _say(args: argparse.Namespace, line: str) -> None:
+    """Print a line of progress, unless --quiet asked for the final summary alone."""
+    if not args.quiet:
+        print(line)
+
+
 def _write_outputs(args: argparse.Namespace, model: MLP, history: History, X: list, y: list,
                    loss: str) -> None:
     if args.save:
@@ -2232,19 +2238,19 @@ def _write_outputs(args: argparse.Namespace, model: MLP, history: History, X: li
             model.save(args.save)
         except OSError as e:
             raise CommandError(f"cannot save {args.save}: {e.strerror or e}") from None
-        print(f"model saved to {args.save}")
+        _say(args, f"model saved to {args.save}")
     if args.plot:
         _draw(lambda: plot_history(history, args.plot), args.plot)
-        print(f"training curves saved to {args.plot}")
+        _say(args, f"training curves saved to {args.plot}")
     if args.boundary:
         _draw(lambda: plot_decision_boundary(model, X, y, args.boundary), args.boundary)
-        print(f"decision boundary saved to {args.boundary}")
+        _say(args, f"decision boundary saved to {args.boundary}")
     if args.graph:
         sample_loss = _sample_loss(model, X[0], y[0], loss)
         sample_loss.backward()
         _draw(lambda: draw_graph(sample_loss, args.graph, params=model.parameters(),
                                  max_nodes=GRAPH_LIMIT), args.graph)
-        print(f"graph of the loss of sample 0 saved to {args.graph}")
+        _say(args, f"graph of the loss of sample 0 saved to {args.graph}")
 
 
 def run_bench(args: argparse.Namespace) -> None:
