@@ -600,14 +600,16 @@ class Layer(Module):
 
     def __init__(self, nin: int, nout: int, activation: str = "tanh",
                  rng: random.Random | None = None):
+        _check_activation(activation)
         self.neurons = [Neuron(nin, activation, rng) for _ in range(nout)]
         self.nin, self.activation = nin, activation
+        self._act = ACTIVATIONS[activation]
 
     def __call__(self, x: Sequence[Value | float]) -> list[Value]:
         return self._forward(_inputs(x, self.nin, "Layer"))
 
     def _forward(self, x: tuple[Value, ...]) -> list[Value]:
-        act = self.neurons[0]._act  # one activation for the whole layer
+        act = self._act
         return [act(_dot(n.w, x, n.b)) for n in self.neurons]
 
     def parameters(self) -> list[Value]:
