@@ -2151,6 +2151,9 @@ def run_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None
     if args.dataset in ("toy", "xor") and (args.samples or args.noise is not None):
         parser.error(f"--samples and --noise apply to moons, circles and spiral, "
                      f"not {args.dataset}")
+    if args.load and (args.hidden or args.activation):
+        parser.error("--hidden and --activation shape a new model; with --load the model "
+                     "file has its own")
     for path in (args.save, args.plot, args.boundary, args.graph):
         _check_folder(path)
     loss = args.loss or task["loss"]

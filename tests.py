@@ -902,7 +902,8 @@ def test_train_command_bad_flag_exits_2_with_usage():
                                    ["--hidden", "4,x"], ["--hidden", "4,0"],
                                    ["--optim", "lbfgs"], ["--val-split", "1.5"],
                                    ["--dataset", "mnist"], ["--plot", "curves.txt"],
-                                   ["--samples", "10"], ["--weight-decay", "-0.1"]])
+                                   ["--samples", "10"], ["--weight-decay", "-0.1"],
+                                   ["--load", "model.json", "--hidden", "8"]])
 def test_train_bad_flags_are_usage_errors(flags, capsys):
     with pytest.raises(SystemExit) as exit_info:
         mg.main(["train", *flags])
