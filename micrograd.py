@@ -45,7 +45,6 @@ __version__ = "1.0.0"
 # reference cycles (a node points only at its children), so memory is freed as soon as the last
 # reference to the root goes away.
 
-_grad_enabled = True  # switched off inside `with no_grad():`
 _ONES = (1.0, 1.0)  # the local gradients of a + b, shared by every sum node
 _PLUS_MINUS = (1.0, -1.0)  # the local gradients of a - b
 _MINUS_ONE = (-1.0,)
@@ -113,21 +112,26 @@ def _sigmoid(x: float) -> float:
 _new_object = object.__new__
 
 
-def _result(data: float, children: tuple, local_grads: tuple, op: str) -> Value:
+def _node(data: float, children: tuple, local_grads: tuple, op: str) -> Value:
     """The Value an op makes: its data, the children it was made from and the local
-    gradients d data / d child. Inside no_grad() it is a plain leaf.
+    gradients d data / d child.
 
-    Ops call this rather than Value(), as it skips the checks a user's number needs and
-    Python's slower path of __init__: it is the hottest function in the file.
+    Ops make their results through this rather than Value(), as it skips the checks a
+    user's number needs and Python's slower path through __init__: it is the hottest
+    function in the file.
     """
     out = _new_object(Value)
     out.data, out.grad, out.label = data, 0.0, ""
-    if _grad_enabled:
-        out._children, out._local_grads, out._op = children, local_grads, op
-    else:
-        out._children = out._local_grads = ()
-        out._op = ""
+    out._children, out._local_grads, out._op = children, local_grads, op
     return out
+
+
+def _leaf(data: float, children: tuple, local_grads: tuple, op: str) -> Value:
+    """What ops make inside no_grad(): the value alone, a leaf that remembers nothing."""
+    return _node(data, (), (), "")
+
+
+_result = _node  # what every op calls; no_grad() puts _leaf in its place for a while
 
 
 class Value:
@@ -383,12 +387,12 @@ def _order_and_reset(root: Value) -> tuple[list[Value], list[Value], list[float]
 @contextlib.contextmanager
 def no_grad() -> Iterator[None]:
     """Inside this block ops build no graph: every result is a leaf (as torch.no_grad)."""
-    global _grad_enabled
-    previous, _grad_enabled = _grad_enabled, False
+    global _result
+    previous, _result = _result, _leaf
     try:
         yield
     finally:
-        _grad_enabled = previous
+        _result = previous
 
 
 @contextlib.contextmanager
