@@ -323,25 +323,28 @@ def _dot(weights: tuple, inputs: tuple, bias: Value | None) -> Value:
 def _topological_order(root: Value) -> list[Value]:
     """Every node root depends on, children before parents, found without recursion.
 
-    A depth-first search: `path` holds the nodes being expanded and, beside them in
-    `todo`, iterators over their children, so the search resumes where it left off. A node
-    is listed once all its children are; a leaf as soon as it is found.
+    A depth-first search: `node` is the node being expanded and `children` an iterator over
+    its children, so the search resumes where it left off; the stacks `path` and `todo` hold
+    the nodes above it and their iterators. A node is listed once all its children are; a
+    leaf as soon as it is found.
     """
-    order, seen = [], {root}
-    path, todo = [root], [iter(root._children)]
-    while todo:
-        for child in todo[-1]:
+    order, seen, path, todo = [], {root}, [], []
+    node, children = root, iter(root._children)
+    while True:
+        for child in children:
             if child not in seen:
                 seen.add(child)
                 if child._children:
-                    path.append(child)
-                    todo.append(iter(child._children))
+                    path.append(node)
+                    todo.append(children)
+                    node, children = child, iter(child._children)
                     break
                 order.append(child)
         else:
-            todo.pop()
-            order.append(path.pop())
-    return order
+            order.append(node)
+            if not path:
+                return order
+            node, children = path.pop(), todo.pop()
 
 
 class _DistinctZero(float):
@@ -365,23 +368,25 @@ def _order_and_reset(root: Value) -> tuple[list[Value], list[Value], list[float]
     if not root._children:
         return [], [root], [root.grad]
     root.grad = found
-    order, leaves, earlier = [], [], []
-    path, todo = [root], [iter(root._children)]
-    while todo:
-        for child in todo[-1]:
+    order, leaves, earlier, path, todo = [], [], [], [], []
+    node, children = root, iter(root._children)
+    while True:
+        for child in children:
             if child.grad is not found:
                 if child._children:
                     child.grad = found
-                    path.append(child)
-                    todo.append(iter(child._children))
+                    path.append(node)
+                    todo.append(children)
+                    node, children = child, iter(child._children)
                     break
                 leaves.append(child)
                 earlier.append(child.grad)
                 child.grad = found
         else:
-            todo.pop()
-            order.append(path.pop())
-    return order, leaves, earlier
+            order.append(node)
+            if not path:
+                return order, leaves, earlier
+            node, children = path.pop(), todo.pop()
 
 
 @contextlib.contextmanager
