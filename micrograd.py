@@ -227,7 +227,8 @@ class Value:
 
     def tanh(self) -> Value:
         t = math.tanh(self.data)
-        return _result(t, (self,), (1.0 - t * t,), "tanh")
+        # (1 - t)(1 + t) rather than 1 - t*t, which loses digits as |t| nears 1.
+        return _result(t, (self,), ((1.0 - t) * (1.0 + t),), "tanh")
 
     def sigmoid(self) -> Value:
         s = _sigmoid(self.data)
