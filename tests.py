@@ -787,6 +787,19 @@ def test_train_stops_on_divergence_naming_the_epoch():
         mg.train(model, X, y, loss="hinge", optimizer="sgd", lr=1e300, verbose=False)
 
 
+def test_gc_is_paused_while_train_builds_graphs():
+    seen = []
+
+    def recording_mse(preds, targets):
+        seen.append(gc.isenabled())
+        return mg.mse_loss(preds, targets)
+
+    X, y = mg.make_toy()
+    assert gc.isenabled()
+    mg.train(mg.MLP(3, [2, 1], seed=0), X, y, loss=recording_mse, epochs=2, verbose=False)
+    assert seen == [False, False] and gc.isenabled()
+
+
 def test_gc_state_restored_after_train_even_when_it_raises():
     X, y = mg.make_toy()
     for enabled in (True, False):
