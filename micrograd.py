@@ -1155,12 +1155,13 @@ def _percent(share: float | None) -> str:
 
 
 class _Progress:
-    """Prints one line per epoch: rewritten in place on a terminal, thinned out elsewhere."""
+    """Prints a line per epoch. A long run (over 50 epochs) rewrites one line in place on a
+    terminal, and elsewhere prints about 50 lines spread over the run."""
 
     def __init__(self, epochs: int, enabled: bool) -> None:
         self.epochs, self.enabled = epochs, enabled
-        self.tty = enabled and sys.stdout.isatty()
-        self.every = max(1, math.ceil(epochs / 50))  # at most about 50 plain lines
+        self.tty = enabled and epochs > 50 and sys.stdout.isatty()
+        self.every = max(1, math.ceil(epochs / 50))
 
     def epoch(self, n: int, history: History) -> None:
         if not self.enabled:

@@ -865,12 +865,13 @@ def test_train_command_datasets_reach_their_accuracy():
         assert accuracy >= minimum[name], (name, stdout)
 
 
-def test_train_command_progress_updates_one_line_on_a_terminal():
+def run_on_a_terminal(*args: str) -> str:
+    """Run the command line with its output on a pseudo-terminal; return what it printed."""
     import pty
 
     leader, follower = pty.openpty()
-    process = subprocess.Popen([sys.executable, SCRIPT, "train", "--epochs", "5"],
-                               stdout=follower, stderr=subprocess.PIPE, close_fds=True)
+    process = subprocess.Popen([sys.executable, SCRIPT, *args], stdout=follower,
+                               stderr=subprocess.PIPE, close_fds=True)
     os.close(follower)
     output = b""
     while True:
@@ -883,10 +884,24 @@ def test_train_command_progress_updates_one_line_on_a_terminal():
         output += chunk
     process.wait(timeout=30)
     os.close(leader)
-    text = output.decode()
     assert process.returncode == 0
-    assert text.count("\repoch") == 5  # each epoch rewrites the same line
-    assert "epoch 5/5" in text and "final:" in text
+    return output.decode()
+
+
+def test_train_command_progress_on_a_terminal():
+    long_run = run_on_a_terminal("train", "--epochs", "60")
+    assert long_run.count("\repoch") == 60  # each epoch rewrites the same line
+    assert "epoch 60/60" in long_run and "final:" in long_run
+    short_run = run_on_a_terminal("train")  # the seed's run: a line per epoch
+    assert "\repoch" not in short_run
+    assert len([line for line in short_run.splitlines() if line.startswith("epoch")]) == 20
+
+
+def test_train_command_thins_long_runs_elsewhere():
+    result = run_cli("train", "--epochs", "200")
+    lines = [line for line in result.stdout.splitlines() if line.startswith("epoch")]
+    assert len(lines) == 51 and lines[0].startswith("epoch   1/200")
+    assert lines[-1].startswith("epoch 200/200")
 
 
 def test_train_command_seeds():
