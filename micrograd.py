@@ -2272,6 +2272,10 @@ def _write_outputs(args: argparse.Namespace, model: MLP, history: History, X: li
 def run_bench(args: argparse.Namespace) -> None:
     if args.chain < 0:
         raise CommandError(f"--chain must be 0 or more, got {args.chain}")
+    if sys.stderr.isatty():
+        print(f"timing {args.steps} steps of W0, W1 and W2"
+              + (f" and a chain of {args.chain:,} ops" if args.chain else "")
+              + " (a few seconds)...", file=sys.stderr)
     result = bench(steps=args.steps, chain=args.chain)
     print(json.dumps(result, indent=1) if args.json else format_bench(result))
 
