@@ -382,6 +382,15 @@ def test_expr_command_prints_the_table_and_saves_a_real_graph(tmp_path):
     assert bad.returncode == 2 and "png" in bad.stderr
 
 
+def test_readme_engine_example_prints_what_it_says(capsys):
+    readme = (HERE / "README.md").read_text()
+    code = readme.split("```python\n", 1)[1].split("```", 1)[0]
+    promised = [line.split("# ", 1)[1].strip() for line in code.splitlines()
+                if line.startswith("print(")]
+    exec(code, {})
+    assert capsys.readouterr().out.splitlines() == promised
+
+
 def test_help_lists_the_commands():
     result = run_cli("-h")
     assert result.returncode == 0
