@@ -613,14 +613,12 @@ class Layer(Module):
         _check_activation(activation)
         self.neurons = [Neuron(nin, activation, rng) for _ in range(nout)]
         self.nin, self.activation = nin, activation
-        self._act = ACTIVATIONS[activation]
 
     def __call__(self, x: Sequence[Value | float]) -> list[Value]:
         return self._forward(_inputs(x, self.nin, "Layer"))
 
     def _forward(self, x: tuple[Value, ...]) -> list[Value]:
-        act = self._act
-        return [act(_dot(n.w, x, n.b)) for n in self.neurons]
+        return [n._forward(x) for n in self.neurons]
 
     def parameters(self) -> list[Value]:
         return [p for n in self.neurons for p in n.parameters()]
@@ -683,12 +681,11 @@ class MLP(Module):
 # Losses (the mean over the batch, as PyTorch's defaults)
 # ---------------------------------------------------------------------------------------------
 
-def _check_batch(outputs: Sequence, targets: Sequence, what: str) -> int:
+def _check_batch(outputs: Sequence, targets: Sequence, what: str) -> None:
     if len(outputs) != len(targets):
         raise ValueError(f"{what}: got {len(outputs)} predictions but {len(targets)} targets")
     if not outputs:
         raise ValueError(f"{what}: the batch is empty")
-    return len(outputs)
 
 
 def _mean(losses: list[Value]) -> Value:
@@ -2153,6 +2150,44 @@ def _format_predictions(scores: list) -> str:
     return " ".join(one(s) for s in scores)
 
 
+GRAPH_LIMIT = 1500  # values in a `train --graph` picture: a 2-16-16-1 network has about 400
+
+
+def _sample_loss(model: MLP, x: list, y: float | int, loss: str) -> Value:
+    """The loss of one sample, the graph that `train --graph` draws."""
+    sample_loss = LOSSES[loss]([model(x)], [y])
+    sample_loss.label = "loss"
+    return sample_loss
+
+
+def _say(args: argparse.Namespace, line: str) -> None:
+    """Print a line of progress, unless --quiet asked for the final summary alone."""
+    if not args.quiet:
+        print(line)
+
+
+def _write_outputs(args: argparse.Namespace, model: MLP, history: History, X: list, y: list,
+                   loss: str) -> None:
+    if args.save:
+        try:
+            model.save(args.save)
+        except OSError as e:
+            raise CommandError(f"cannot save {args.save}: {e.strerror or e}") from None
+        _say(args, f"model saved to {args.save}")
+    if args.plot:
+        _draw(lambda: plot_history(history, args.plot), args.plot)
+        _say(args, f"training curves saved to {args.plot}")
+    if args.boundary:
+        _draw(lambda: plot_decision_boundary(model, X, y, args.boundary), args.boundary)
+        _say(args, f"decision boundary saved to {args.boundary}")
+    if args.graph:
+        sample_loss = _sample_loss(model, X[0], y[0], loss)
+        sample_loss.backward()
+        _draw(lambda: draw_graph(sample_loss, args.graph, params=model.parameters(),
+                                 max_nodes=GRAPH_LIMIT), args.graph)
+        _say(args, f"graph of the loss of sample 0 saved to {args.graph}")
+
+
 def run_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     task = TASKS[args.dataset]
     X, y = _load_data(args)
@@ -2229,44 +2264,6 @@ def run_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None
             summary += f", val_accuracy {_percent(val_accuracy)}"
     print(summary + f" ({epochs} epochs in {seconds:.3g} s)")
     _write_outputs(args, model, history, X_train, y_train, loss)
-
-
-GRAPH_LIMIT = 1500  # values in a `train --graph` picture: a 2-16-16-1 network has about 400
-
-
-def _sample_loss(model: MLP, x: list, y: float | int, loss: str) -> Value:
-    """The loss of one sample, the graph that `train --graph` draws."""
-    sample_loss = LOSSES[loss]([model(x)], [y])
-    sample_loss.label = "loss"
-    return sample_loss
-
-
-def _say(args: argparse.Namespace, line: str) -> None:
-    """Print a line of progress, unless --quiet asked for the final summary alone."""
-    if not args.quiet:
-        print(line)
-
-
-def _write_outputs(args: argparse.Namespace, model: MLP, history: History, X: list, y: list,
-                   loss: str) -> None:
-    if args.save:
-        try:
-            model.save(args.save)
-        except OSError as e:
-            raise CommandError(f"cannot save {args.save}: {e.strerror or e}") from None
-        _say(args, f"model saved to {args.save}")
-    if args.plot:
-        _draw(lambda: plot_history(history, args.plot), args.plot)
-        _say(args, f"training curves saved to {args.plot}")
-    if args.boundary:
-        _draw(lambda: plot_decision_boundary(model, X, y, args.boundary), args.boundary)
-        _say(args, f"decision boundary saved to {args.boundary}")
-    if args.graph:
-        sample_loss = _sample_loss(model, X[0], y[0], loss)
-        sample_loss.backward()
-        _draw(lambda: draw_graph(sample_loss, args.graph, params=model.parameters(),
-                                 max_nodes=GRAPH_LIMIT), args.graph)
-        _say(args, f"graph of the loss of sample 0 saved to {args.graph}")
 
 
 def run_bench(args: argparse.Namespace) -> None:
