@@ -16,19 +16,23 @@ from __future__ import annotations
 import argparse
 import builtins
 import contextlib
+import errno
 import gc
 import json
 import math
 import numbers
 import os
 import random
+import stat
 import statistics
 import sys
-import tempfile
+import threading
 import time
 import tracemalloc
-from collections.abc import Callable, Iterable, Iterator, Sequence
+import typing
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Set
 from operator import attrgetter, mul
+from threading import get_ident
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # for type hints only: matplotlib is imported when something is drawn
@@ -64,6 +68,10 @@ def _to_float(x: object) -> float:
 
 def _pow(base: float, exponent: float) -> float:
     """base ** exponent as a real float: inf on overflow, a ValueError instead of a complex."""
+    if base < 0.0 and math.isfinite(exponent) and not exponent.is_integer():
+        raise ValueError(
+            f"{base!r} ** {exponent!r} is a complex number: a negative base needs an integer "
+            "exponent")
     try:
         result = base ** exponent
     except OverflowError:
@@ -72,10 +80,6 @@ def _pow(base: float, exponent: float) -> float:
     except ZeroDivisionError:
         raise ZeroDivisionError(
             f"{base!r} ** {exponent!r}: zero cannot be raised to a negative power") from None
-    if isinstance(result, complex):
-        raise ValueError(
-            f"{base!r} ** {exponent!r} is a complex number: a negative base needs an integer "
-            "exponent")
     return result
 
 
@@ -111,27 +115,30 @@ def _sigmoid(x: float) -> float:
 
 _new_object = object.__new__
 
+# no_grad() is per thread, as in PyTorch: the threads inside a no_grad() block, each with how
+# many blocks deep it is. Ops test this dict first, so outside no_grad (the dict is empty) they
+# pay one global lookup and nothing else.
+_no_grad_threads: dict[int, int] = {}
+_no_grad_lock = threading.Lock()
+
 
 def _node(data: float, children: tuple, local_grads: tuple, op: str) -> Value:
     """The Value an op makes: its data, the children it was made from and the local
-    gradients d data / d child.
+    gradients d data / d child (or a bare leaf, inside no_grad()).
 
     Ops make their results through this rather than Value(), as it skips the checks a
     user's number needs and Python's slower path through __init__: it is the hottest
     function in the file.
     """
     out = _new_object(Value)
+    if _no_grad_threads and get_ident() in _no_grad_threads:
+        children, local_grads, op = (), (), ""  # inside no_grad(): remember nothing
     out.data, out.grad, out.label = data, 0.0, ""
     out._children, out._local_grads, out._op = children, local_grads, op
     return out
 
 
-def _leaf(data: float, children: tuple, local_grads: tuple, op: str) -> Value:
-    """What ops make inside no_grad(): the value alone, a leaf that remembers nothing."""
-    return _node(data, (), (), "")
-
-
-_result = _node  # what every op calls; no_grad() puts _leaf in its place for a while
+_result = _node  # what every op calls
 
 
 class Value:
@@ -141,6 +148,10 @@ class Value:
 
     def __init__(self, data: float, label: str = "") -> None:
         self.data = data if type(data) is float else _to_float(data)
+        if type(label) is not str:
+            raise TypeError(
+                f"Value(data, label): the label must be a str, got {type(label).__name__}: "
+                f"{label!r} (children are not passed by hand: ops record them)")
         self.grad = 0.0
         self.label = label
         self._children = ()  # the Values this one was computed from
@@ -176,7 +187,9 @@ class Value:
         a, b = self.data, other.data
         if b == 0.0:
             raise ZeroDivisionError(f"division by zero: {a!r} / {b!r}")
-        return _result(a / b, (self, other), (1.0 / b, -a / (b * b)), "/")
+        out = a / b
+        # d/db = -a / b**2, written -(a / b) / b: b * b may underflow to 0 where this is finite
+        return _result(out, (self, other), (1.0 / b, -out / b), "/")
 
     def __rtruediv__(self, other: float) -> Value:
         return Value(other) / self
@@ -236,8 +249,10 @@ class Value:
 
     def relu(self) -> Value:
         x = self.data
-        # PyTorch's convention at the kink: relu'(0) = 0.
-        return _result(x if x > 0.0 else 0.0, (self,), _ONE if x > 0.0 else _ZERO, "relu")
+        # PyTorch's conventions: relu'(0) = 0, and nan passes through (with slope 1).
+        if x <= 0.0:
+            return _result(0.0, (self,), _ZERO, "relu")
+        return _result(x, (self,), _ONE, "relu")
 
     def leaky_relu(self, negative_slope: float = 0.01) -> Value:
         x = self.data
@@ -246,8 +261,8 @@ class Value:
 
     def elu(self, alpha: float = 1.0) -> Value:
         x = self.data
-        if x > 0.0:
-            return _result(x, (self,), (1.0,), "elu")
+        if not x <= 0.0:  # nan too, as in PyTorch: the value nan, the slope 1
+            return _result(x, (self,), _ONE, "elu")
         return _result(alpha * math.expm1(x), (self,), (alpha * math.exp(x),), "elu")
 
     def gelu(self) -> Value:
@@ -392,13 +407,27 @@ def _order_and_reset(root: Value) -> tuple[list[Value], list[Value], list[float]
 
 @contextlib.contextmanager
 def no_grad() -> Iterator[None]:
-    """Inside this block ops build no graph: every result is a leaf (as torch.no_grad)."""
-    global _result
-    previous, _result = _result, _leaf
+    """Inside this block ops build no graph: every result is a leaf (as torch.no_grad).
+
+    It holds for the thread that entered it only; other threads go on building graphs.
+    """
+    thread = get_ident()
+    with _no_grad_lock:
+        _no_grad_threads[thread] = _no_grad_threads.get(thread, 0) + 1
     try:
         yield
     finally:
-        _result = previous
+        with _no_grad_lock:
+            depth = _no_grad_threads.pop(thread) - 1
+            if depth:
+                _no_grad_threads[thread] = depth
+
+
+# The collector pauses while any thread is inside _gc_paused(): a count under a lock, so that
+# nested and overlapping calls from several threads leave it as the caller had it.
+_gc_pauses = 0
+_gc_was_enabled = False
+_gc_lock = threading.Lock()
 
 
 @contextlib.contextmanager
@@ -406,15 +435,22 @@ def _gc_paused() -> Iterator[None]:
     """Pause Python's cyclic garbage collector while big graphs are built and walked.
 
     The graph has no cycles, so the collector finds nothing, yet every few hundred new nodes it
-    would scan them all again. Its state is restored afterwards, exceptions included.
+    would scan them all again. The last block to end turns it back on if it was on when the
+    first began, exceptions included; its thresholds are never touched.
     """
-    was_enabled = gc.isenabled()
-    gc.disable()
+    global _gc_pauses, _gc_was_enabled
+    with _gc_lock:
+        if _gc_pauses == 0:
+            _gc_was_enabled = gc.isenabled()
+            gc.disable()
+        _gc_pauses += 1
     try:
         yield
     finally:
-        if was_enabled:
-            gc.enable()
+        with _gc_lock:
+            _gc_pauses -= 1
+            if _gc_pauses == 0 and _gc_was_enabled:
+                gc.enable()
 
 
 def gradcheck(f: Callable[..., Value], inputs: Sequence[float], eps: float = 1e-6,
@@ -463,27 +499,76 @@ MODEL_VERSION = 1
 def _inputs(x: Sequence[Value | float], expected: int, who: str) -> tuple[Value, ...]:
     """x as a tuple of Values (numbers become leaves labelled x0, x1, ...), or a ValueError
     when its length is not the expected one."""
+    if isinstance(x, (str, bytes, Mapping, Set)) or not hasattr(x, "__len__"):
+        raise TypeError(f"{who} needs a sequence of {expected} numbers or Values, got "
+                        f"{type(x).__name__}: {x!r:.80}")
     if len(x) != expected:
         raise ValueError(f"{who} expects {expected} inputs, got {len(x)}")
     return tuple(v if isinstance(v, Value) else Value(v, f"x{i}") for i, v in enumerate(x))
 
 
-@contextlib.contextmanager
-def _replacing(path: str) -> Iterator[str]:
-    """A temporary path in path's folder, renamed onto path when the block succeeds.
-
-    A reader never sees half a file, and a failure leaves any earlier file untouched.
-    """
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".tmp-")
-    os.close(fd)
+def _save_target(path: str) -> tuple[str, os.stat_result | None]:
+    """The file a save to path replaces (through a symlink, what it points to) and its
+    status, or None if it does not exist yet. Anything but a writable regular file is an
+    OSError that says what it is, and is left as it was."""
+    target = os.path.realpath(path)
     try:
-        yield tmp
-        os.chmod(tmp, 0o644)  # mkstemp's file is private; the result is an ordinary file
-        os.replace(tmp, path)
+        st = os.stat(target)
+    except FileNotFoundError:
+        return target, None
+    if stat.S_ISDIR(st.st_mode):
+        raise IsADirectoryError(errno.EISDIR, "it is a folder")
+    if not stat.S_ISREG(st.st_mode):
+        raise OSError(errno.EINVAL, "it is not a regular file (a FIFO, socket or device); "
+                                    "save to a regular file")
+    if not st.st_mode & 0o222 or not os.access(target, os.W_OK):
+        raise PermissionError(errno.EACCES, f"the file is read-only (mode "
+                                            f"{stat.S_IMODE(st.st_mode):04o}); make it "
+                                            "writable or choose another name")
+    return target, st
+
+
+@contextlib.contextmanager
+def _replacing(path: str) -> Iterator[typing.BinaryIO]:
+    """A new file beside path, renamed onto it when the block succeeds.
+
+    A reader never sees half a file, and a failure leaves any earlier file untouched. The new
+    file keeps the old one's permission bits (a new one gets what the umask gives, as with
+    open()); its data reaches the disk before the rename. The temporary file has one name per
+    target, so a save killed half-way leaves at most one, which the next save replaces.
+    """
+    target, old = _save_target(path)
+    folder, name = os.path.split(target)
+    tmp = os.path.join(folder, f".{name}.tmp")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(tmp, flags, 0o666)
+    except FileExistsError:  # left by a save that was killed: ours to replace
+        os.unlink(tmp)
+        fd = os.open(tmp, flags, 0o666)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            if old is not None:
+                os.chmod(tmp, stat.S_IMODE(old.st_mode))
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+    _sync_folder(folder)
+
+
+def _sync_folder(folder: str) -> None:
+    """Make a rename in folder durable (where the system allows opening a folder)."""
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 class Module:
@@ -524,8 +609,9 @@ class Module:
         document = {"format": MODEL_FORMAT, "version": MODEL_VERSION,
                     "model": type(self).__name__, "config": self.config(),
                     "state_dict": self.state_dict()}
-        with _replacing(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
-            f.write(json.dumps(document, indent=1) + "\n")
+        text = json.dumps(document, indent=1, allow_nan=False) + "\n"
+        with _replacing(path) as f:
+            f.write(text.encode("utf-8"))
 
     @classmethod
     def load(cls, path: str) -> Module:
@@ -570,8 +656,17 @@ def _zip_nested(values: list, data: object, key: str) -> list[tuple[Value, float
     return pairs
 
 
+def _size(value: object, name: str) -> int:
+    """value as a layer size: a whole number of at least 1 (numpy's integers too)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be a whole number, got {type(value).__name__}: {value!r}")
+    if value < 1:
+        raise ValueError(f"{name} must be at least 1, got {value!r}")
+    return int(value)
+
+
 def _check_activation(name: str) -> None:
-    if name not in ACTIVATIONS:
+    if not isinstance(name, str) or name not in ACTIVATIONS:
         raise ValueError(f"unknown activation {name!r}; choose from {', '.join(ACTIVATIONS)}")
 
 
@@ -579,6 +674,7 @@ class Neuron(Module):
     """activation(w . x + b): one dot-product node and one activation node."""
 
     def __init__(self, nin: int, activation: str = "tanh", rng: random.Random | None = None):
+        nin = _size(nin, "nin")
         _check_activation(activation)
         uniform = (rng or random).uniform
         self.w = tuple(Value(uniform(-1.0, 1.0), "w") for _ in range(nin))
@@ -610,6 +706,7 @@ class Layer(Module):
 
     def __init__(self, nin: int, nout: int, activation: str = "tanh",
                  rng: random.Random | None = None):
+        nin, nout = _size(nin, "nin"), _size(nout, "nout")
         _check_activation(activation)
         self.neurons = [Neuron(nin, activation, rng) for _ in range(nout)]
         self.nin, self.activation = nin, activation
@@ -641,9 +738,13 @@ class MLP(Module):
 
     def __init__(self, nin: int, nouts: Sequence[int], activation: str = "tanh",
                  output_activation: str = "tanh", seed: int | None = None):
+        if isinstance(nouts, (str, bytes)) or not isinstance(nouts, Iterable):
+            raise TypeError(f"nouts must be a list of layer sizes, got {nouts!r}")
+        nin = _size(nin, "nin")
+        nouts = [_size(n, f"nouts[{i}]") for i, n in enumerate(nouts)]
+        if not nouts:
+            raise ValueError("nouts must name at least one layer size, got []")
         sizes = [nin, *nouts]
-        if not nouts or any(not isinstance(n, int) or n < 1 for n in sizes):
-            raise ValueError(f"layer sizes must be positive integers, got {sizes}")
         for name in (activation, output_activation):
             _check_activation(name)
         rng = random.Random(seed) if seed is not None else None
@@ -688,6 +789,17 @@ def _check_batch(outputs: Sequence, targets: Sequence, what: str) -> None:
         raise ValueError(f"{what}: the batch is empty")
 
 
+def _numbers(targets: Sequence, what: str) -> list[float]:
+    """The targets as floats; anything but a real number (a str, say) is a TypeError."""
+    out = []
+    for i, t in enumerate(targets):
+        if not isinstance(t, numbers.Real):
+            raise TypeError(f"{what} needs numbers as targets, got {type(t).__name__} "
+                            f"{t!r} at index {i}")
+        out.append(float(t))
+    return out
+
+
 def _mean(losses: list[Value]) -> Value:
     return Value.sum(losses) / len(losses)
 
@@ -703,23 +815,25 @@ def _squared_error(p: Value, t: float) -> Value:
 def mse_loss(preds: Sequence[Value], targets: Sequence[float]) -> Value:
     """Mean squared error."""
     _check_batch(preds, targets, "mse_loss")
-    return _mean([_squared_error(p, float(t)) for p, t in zip(_as_values(preds), targets)])
+    targets = _numbers(targets, "mse_loss")
+    return _mean([_squared_error(p, t) for p, t in zip(_as_values(preds), targets)])
 
 
 def _hinge(score: Value, y: float) -> Value:
     margin = 1.0 - y * score.data
-    if margin > 0.0:
-        return _result(margin, (score,), (-y,), "hinge")
-    return _result(0.0, (score,), _ZERO, "hinge")  # as relu: no slope at the kink
+    if margin <= 0.0:
+        return _result(0.0, (score,), _ZERO, "hinge")  # as relu: no slope at the kink
+    return _result(margin, (score,), (-y,), "hinge")  # a nan margin passes, as in relu
 
 
 def hinge_loss(scores: Sequence[Value], labels: Sequence[float]) -> Value:
     """The SVM loss max(0, 1 - y * score), for labels -1 and +1."""
     _check_batch(scores, labels, "hinge_loss")
-    for i, y in enumerate(labels):
+    ys = _numbers(labels, "hinge_loss")
+    for i, y in enumerate(ys):
         if y not in (-1, 1):
-            raise ValueError(f"hinge_loss needs labels -1 or +1, got {y!r} at index {i}")
-    return _mean([_hinge(s, float(y)) for s, y in zip(_as_values(scores), labels)])
+            raise ValueError(f"hinge_loss needs labels -1 or +1, got {labels[i]!r} at index {i}")
+    return _mean([_hinge(s, y) for s, y in zip(_as_values(scores), ys)])
 
 
 def _bce_with_logit(x: Value, y: float) -> Value:
@@ -732,10 +846,12 @@ def _bce_with_logit(x: Value, y: float) -> Value:
 def bce_with_logits_loss(logits: Sequence[Value], labels: Sequence[float]) -> Value:
     """Binary cross entropy on raw scores (logits), for labels 0 and 1."""
     _check_batch(logits, labels, "bce_with_logits_loss")
-    for i, y in enumerate(labels):
+    ys = _numbers(labels, "bce_with_logits_loss")
+    for i, y in enumerate(ys):
         if not 0 <= y <= 1:
-            raise ValueError(f"bce_with_logits_loss needs labels 0 or 1, got {y!r} at index {i}")
-    return _mean([_bce_with_logit(x, y) for x, y in zip(_as_values(logits), labels)])
+            raise ValueError(
+                f"bce_with_logits_loss needs labels 0 or 1, got {labels[i]!r} at index {i}")
+    return _mean([_bce_with_logit(x, y) for x, y in zip(_as_values(logits), ys)])
 
 
 def _cross_entropy_one(logits: tuple[Value, ...], target: int) -> Value:
@@ -754,10 +870,10 @@ def cross_entropy(logits: Sequence[Sequence[Value]], targets: Sequence[int]) -> 
     _check_batch(logits, targets, "cross_entropy")
     rows = [tuple(_as_values(row)) for row in logits]
     for i, (row, t) in enumerate(zip(rows, targets)):
-        if isinstance(t, bool) or not isinstance(t, int) or not 0 <= t < len(row):
+        if isinstance(t, bool) or not isinstance(t, numbers.Integral) or not 0 <= t < len(row):
             raise ValueError(f"cross_entropy needs class indices 0..{len(row) - 1}, "
                              f"got {t!r} at index {i}")
-    return _mean([_cross_entropy_one(row, t) for row, t in zip(rows, targets)])
+    return _mean([_cross_entropy_one(row, int(t)) for row, t in zip(rows, targets)])
 
 
 LOSSES: dict[str, Callable[..., Value]] = {
@@ -784,6 +900,8 @@ def _fma_exact(x: float, y: float, z: float) -> float:
     except (OverflowError, ValueError):  # inf or nan: there is nothing left to round
         return x * y + z
     numerator = xn * yn * zd + zn * xd * yd
+    if numerator == 0:  # an exact zero: its sign follows IEEE's rules, as math.fma's does
+        return x * y + z if x == 0.0 or y == 0.0 else 0.0
     try:
         return numerator / (xd * yd * zd)
     except OverflowError:
@@ -813,10 +931,16 @@ def _lerp(start: float, end: float, weight: float) -> float:
 
 
 def _check_hyper(name: str, value: float, low: float = 0.0, high: float = math.inf,
-                 high_open: bool = False) -> None:
-    ok = low <= value < high if high_open else low <= value <= high
-    if not ok:
-        raise ValueError(f"invalid {name}: {value!r}")
+                 high_open: bool = False, low_open: bool = False) -> None:
+    """A setting must be a finite number in its range, or step() could not be trusted."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}: {value!r}")
+    above = low < value if low_open else low <= value
+    below = value < high if high_open else value <= high
+    if not (math.isfinite(value) and above and below):
+        left, right = "(" if low_open else "[", ")" if high_open else "]"
+        raise ValueError(f"invalid {name}: {value!r}; it must be a finite number in "
+                         f"{left}{low:g}, {high:g}{right}")
 
 
 class Optimizer:
@@ -838,11 +962,19 @@ class Optimizer:
             p.grad = 0.0
 
     def step(self) -> None:
+        """Update every parameter from its gradient. All or nothing: the new values and
+        states are computed first and stored only when every one of them has been."""
+        new_values, new_states = [], []
         for p, state in zip(self.params, self.state):
             grad = p.grad
             if self.weight_decay and not self.decoupled_weight_decay:
                 grad = _add(grad, p.data, self.weight_decay)  # L2 penalty on the gradient
-            p.data = self._update(p.data, grad, state)
+            new_state = state.copy()
+            new_values.append(self._update(p.data, grad, new_state))
+            new_states.append(new_state)
+        for p, value in zip(self.params, new_values):
+            p.data = value
+        self.state = new_states
 
     def _update(self, param: float, grad: float, state: dict[str, float]) -> float:
         raise NotImplementedError
@@ -882,7 +1014,7 @@ class Adam(Optimizer):
         super().__init__(params, lr, weight_decay)
         _check_hyper("beta1", betas[0], high=1.0, high_open=True)
         _check_hyper("beta2", betas[1], high=1.0, high_open=True)
-        _check_hyper("eps", eps)
+        _check_hyper("eps", eps, low_open=True)  # eps = 0 would divide 0 by 0 for a zero grad
         self.betas, self.eps = betas, eps
 
     def _update(self, param: float, grad: float, state: dict[str, float]) -> float:
@@ -917,8 +1049,8 @@ class RMSprop(Optimizer):
                  eps: float = 1e-8, weight_decay: float = 0.0, momentum: float = 0.0,
                  centered: bool = False):
         super().__init__(params, lr, weight_decay)
-        _check_hyper("alpha", alpha)
-        _check_hyper("eps", eps)
+        _check_hyper("alpha", alpha, high=1.0)  # above 1 the average could turn negative
+        _check_hyper("eps", eps, low_open=True)
         _check_hyper("momentum", momentum)
         self.alpha, self.eps, self.momentum, self.centered = alpha, eps, momentum, centered
 
@@ -947,7 +1079,7 @@ class Adagrad(Optimizer):
                  weight_decay: float = 0.0, eps: float = 1e-10):
         super().__init__(params, lr, weight_decay)
         _check_hyper("lr_decay", lr_decay)
-        _check_hyper("eps", eps)
+        _check_hyper("eps", eps, low_open=True)
         self.lr_decay, self.eps = lr_decay, eps
 
     def _update(self, param: float, grad: float, state: dict[str, float]) -> float:
@@ -1124,9 +1256,12 @@ def accuracy(scores: list, labels: Sequence) -> float | None:
     if not scores:
         return None
     if isinstance(scores[0], list):
-        hits = sum(row.index(max(row)) == t for row, t in zip(scores, labels))
+        # a row with a nan in it picks no class: max() and index() would pick one at random
+        hits = sum(row.index(max(row)) == t for row, t in zip(scores, labels)
+                   if not any(map(math.isnan, row)))
     elif all(t in (-1, 0, 1) for t in labels):
-        hits = sum((s > 0) == (t > 0) for s, t in zip(scores, labels))
+        # written so that a nan score is wrong for both classes
+        hits = sum(s > 0 if t > 0 else s <= 0 for s, t in zip(scores, labels))
     else:
         return None
     return hits / len(labels)
@@ -1565,8 +1700,8 @@ def _finish(fig: Figure, path: str | None, show: bool) -> Figure:
     """Save fig to path (format from its extension, written atomically) and show it."""
     if path is not None:
         ext = _image_format(path)
-        with _replacing(path) as tmp:
-            fig.savefig(tmp, format=ext, dpi=_dpi(fig))
+        with _replacing(path) as f:
+            fig.savefig(f, format=ext, dpi=_dpi(fig))
     if show:
         import matplotlib.pyplot as plt
 
