@@ -18,6 +18,8 @@ import builtins
 import contextlib
 import errno
 import gc
+import importlib.util
+import inspect
 import json
 import math
 import numbers
@@ -494,6 +496,8 @@ ACTIVATIONS: dict[str, Callable[[Value], Value]] = {
 
 MODEL_FORMAT = "micrograd.py model"
 MODEL_VERSION = 1
+MAX_PARAMETERS = 1_000_000  # what a model file may hold; more would take gigabytes to build
+MAX_MODEL_BYTES = 64 * MAX_PARAMETERS  # a JSON number takes about 25 bytes
 
 
 def _inputs(x: Sequence[Value | float], expected: int, who: str) -> tuple[Value, ...]:
@@ -605,7 +609,14 @@ class Module:
             p.data = x
 
     def save(self, path: str) -> None:
-        """Write the architecture and parameters as JSON (never pickle), atomically."""
+        """Write the architecture and parameters as JSON (never pickle), atomically.
+
+        A nan or infinite parameter is a ValueError that names it, and nothing is written:
+        strict JSON has no such numbers, and such a model predicts nothing useful.
+        """
+        bad = _first_non_finite(self)
+        if bad is not None:
+            raise ValueError(f"cannot save a model with a non-finite parameter: {bad}")
         document = {"format": MODEL_FORMAT, "version": MODEL_VERSION,
                     "model": type(self).__name__, "config": self.config(),
                     "state_dict": self.state_dict()}
@@ -614,13 +625,23 @@ class Module:
             f.write(text.encode("utf-8"))
 
     @classmethod
+    def parameter_count(cls, config: dict) -> int:
+        """How many parameters cls(**config) would have, computed without building it."""
+        raise NotImplementedError
+
+    @classmethod
     def load(cls, path: str) -> Module:
-        """Rebuild a module saved by save(). Bad files raise ValueError naming the problem."""
-        with open(path, encoding="utf-8") as f:
-            try:
-                document = json.load(f)
-            except (json.JSONDecodeError, UnicodeDecodeError) as e:
-                raise ValueError(f"{path} is not JSON ({e})") from None
+        """Rebuild a module saved by save(). Bad files raise ValueError naming the problem.
+
+        The file is checked before anything is built: strict JSON, a known format, and a
+        config whose size matches the parameters the file holds (at most MAX_PARAMETERS).
+        """
+        with open(path, "rb") as f:
+            raw = f.read(MAX_MODEL_BYTES + 1)
+        if len(raw) > MAX_MODEL_BYTES:
+            raise ValueError(f"{path} is larger than {MAX_MODEL_BYTES:,} bytes, more than a "
+                             f"model of {MAX_PARAMETERS:,} parameters needs")
+        document = _strict_json(raw, path)
         if not isinstance(document, dict) or document.get("format") != MODEL_FORMAT:
             raise ValueError(f"{path} is not a micrograd.py model file")
         if document.get("version") != MODEL_VERSION:
@@ -628,12 +649,83 @@ class Module:
                              f"this micrograd.py reads version {MODEL_VERSION}")
         if document.get("model") != cls.__name__:
             raise ValueError(f"{path} holds a {document.get('model')!r}, not a {cls.__name__}")
+        config, state = document.get("config"), document.get("state_dict")
+        if not isinstance(config, dict) or not isinstance(state, dict):
+            raise ValueError(f"{path}: config and state_dict must be JSON objects")
         try:
-            model = cls(**document["config"])
-            model.load_state_dict(document["state_dict"])
+            expected = cls.parameter_count(config)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"{path}: bad config: {e}") from None
+        held = _count_leaves(state)
+        if expected != held:
+            raise ValueError(f"{path}: the config asks for {expected:,} parameters but the "
+                             f"state_dict holds {held:,} numbers")
+        if expected > MAX_PARAMETERS:
+            raise ValueError(f"{path}: {expected:,} parameters is more than the "
+                             f"{MAX_PARAMETERS:,} this file loads")
+        try:
+            model = cls(**config)
+            model.load_state_dict(state)
         except (KeyError, TypeError, ValueError) as e:
             raise ValueError(f"{path}: {e}") from None
         return model
+
+
+def _first_non_finite(module: Module) -> str | None:
+    """'name[i][j] = value' for the first nan or infinite parameter, or None."""
+    for key, values in module.named_values().items():
+        todo = [(key, values)]
+        while todo:
+            name, item = todo.pop(0)
+            if isinstance(item, list):
+                todo[:0] = [(f"{name}[{i}]", x) for i, x in enumerate(item)]
+            elif not math.isfinite(item.data):
+                return f"{name} = {item.data}"
+    return None
+
+
+def _refuse_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a number in strict JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"the number {text[:40]} is too large for a float")
+    return value
+
+
+def _short_int(text: str) -> int:
+    if len(text.lstrip("-")) > 20:
+        raise ValueError(f"an integer of {len(text.lstrip('-'))} digits is too large")
+    return int(text)
+
+
+def _strict_json(raw: bytes, path: str) -> object:
+    """Parse a model file as strict JSON: no NaN, no Infinity, no number that overflows."""
+    try:
+        return json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant,
+                          parse_float=_finite_float, parse_int=_short_int)
+    except RecursionError:
+        raise ValueError(f"{path} is not a model file: its JSON is nested too deeply") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path} is not JSON ({e})") from None
+    except ValueError as e:
+        raise ValueError(f"{path} is not strict JSON: {e}") from None
+
+
+def _count_leaves(data: object) -> int:
+    """How many numbers (or other non-list items) nested lists and dicts hold."""
+    count, todo = 0, [data]
+    while todo:
+        item = todo.pop()
+        if isinstance(item, list):
+            todo.extend(item)
+        elif isinstance(item, dict):
+            todo.extend(item.values())
+        else:
+            count += 1
+    return count
 
 
 def _map_nested(f: Callable, items: list) -> list:
@@ -694,6 +786,10 @@ class Neuron(Module):
     def config(self) -> dict:
         return {"nin": len(self.w), "activation": self.activation}
 
+    @classmethod
+    def parameter_count(cls, config: dict) -> int:
+        return _size(config.get("nin"), "nin") + 1
+
     def named_values(self) -> dict[str, list]:
         return {"weight": list(self.w), "bias": [self.b]}
 
@@ -722,6 +818,10 @@ class Layer(Module):
 
     def config(self) -> dict:
         return {"nin": self.nin, "nout": len(self.neurons), "activation": self.activation}
+
+    @classmethod
+    def parameter_count(cls, config: dict) -> int:
+        return (_size(config.get("nin"), "nin") + 1) * _size(config.get("nout"), "nout")
 
     def named_values(self) -> dict[str, list]:
         return {"weight": [list(n.w) for n in self.neurons],
@@ -767,6 +867,15 @@ class MLP(Module):
     def config(self) -> dict:
         return {"nin": self.nin, "nouts": self.nouts, "activation": self.activation,
                 "output_activation": self.output_activation}
+
+    @classmethod
+    def parameter_count(cls, config: dict) -> int:
+        nouts = config.get("nouts")
+        if not isinstance(nouts, list) or not nouts:
+            raise ValueError(f"nouts must be a list of layer sizes, got {nouts!r}")
+        sizes = [_size(config.get("nin"), "nin")]
+        sizes += [_size(n, f"nouts[{i}]") for i, n in enumerate(nouts)]
+        return sum((a + 1) * b for a, b in zip(sizes, sizes[1:]))
 
     def named_values(self) -> dict[str, list]:
         return {f"layers.{i}.{name}": values for i, layer in enumerate(self.layers)
@@ -1122,8 +1231,8 @@ def _jitter(points: list[list[float]], noise: float, rng: random.Random) -> list
 def _check_size(n: int, noise: float, minimum: int = 2) -> None:
     if isinstance(n, bool) or not isinstance(n, int) or n < minimum:
         raise ValueError(f"the number of samples must be an integer >= {minimum}, got {n!r}")
-    if not noise >= 0:
-        raise ValueError(f"noise must be >= 0, got {noise!r}")
+    if not 0 <= noise < math.inf:
+        raise ValueError(f"noise must be a finite number >= 0, got {noise!r}")
 
 
 def make_toy() -> tuple[list[list[float]], list[float]]:
@@ -1282,6 +1391,15 @@ def evaluate(model: Callable, X: Sequence, y: Sequence,
     return value, accuracy(_scores(outputs), y)
 
 
+def _loss(value: float) -> str:
+    """A loss for people: six decimals, or six digits in %g form when it is huge."""
+    return f"{value:.6f}" if abs(value) < 1e6 else f"{value:.6g}"
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
 def _percent(share: float | None) -> str:
     return "" if share is None else f"{100 * share:.1f}%"
 
@@ -1292,17 +1410,18 @@ class _Progress:
 
     def __init__(self, epochs: int, enabled: bool) -> None:
         self.epochs, self.enabled = epochs, enabled
-        self.tty = enabled and epochs > 50 and sys.stdout.isatty()
+        self.tty = (enabled and epochs > 50 and sys.stdout.isatty()
+                    and os.environ.get("TERM") != "dumb")  # a dumb terminal cannot erase
         self.every = max(1, math.ceil(epochs / 50))
 
     def epoch(self, n: int, history: History) -> None:
         if not self.enabled:
             return
-        line = f"epoch {n:>{len(str(self.epochs))}}/{self.epochs}  loss {history.loss[-1]:.6f}"
+        line = f"epoch {n:>{len(str(self.epochs))}}/{self.epochs}  loss {_loss(history.loss[-1])}"
         if history.accuracy[-1] is not None:
             line += f"  accuracy {_percent(history.accuracy[-1])}"
         if history.val_loss:
-            line += f"  val_loss {history.val_loss[-1]:.6f}"
+            line += f"  val_loss {_loss(history.val_loss[-1])}"
             if history.val_accuracy[-1] is not None:
                 line += f"  val_accuracy {_percent(history.val_accuracy[-1])}"
         if self.tty:
@@ -1310,6 +1429,27 @@ class _Progress:
             print(f"\r{line}\x1b[K", end=end, flush=True)
         elif n == 1 or n == self.epochs or n % self.every == 0:
             print(line, flush=True)
+
+
+def _check_finite_data(X: Sequence, y: Sequence) -> None:
+    """Training data must be finite numbers: a nan in it would turn the loss nan at once."""
+    for i, (x, t) in enumerate(zip(X, y)):
+        for j, v in enumerate(x):
+            if not math.isfinite(v):
+                raise ValueError(f"X[{i}][{j}] is {v}: training needs finite inputs")
+        if isinstance(t, numbers.Real) and not math.isfinite(t):
+            raise ValueError(f"y[{i}] is {t}: training needs finite targets")
+
+
+def _divergence(what: str, epoch: int, opt: Optimizer, before_any_step: bool) -> str:
+    """The message for a run that cannot go on: what happened, when, and what to change."""
+    if before_any_step:
+        return (f"{what} in epoch {epoch}, before any step: check the data, the loss and "
+                "the initial weights")
+    hint = f"try a lower learning rate than {opt.lr:g}"
+    if opt.weight_decay * opt.lr >= 1:
+        hint += f" or a lower weight decay than {opt.weight_decay:g}"
+    return f"{what} in epoch {epoch}: training diverged; {hint}"
 
 
 def train(model: Module, X: Sequence[Sequence[float]], y: Sequence, loss: str | Callable = "mse",
@@ -1333,9 +1473,14 @@ def train(model: Module, X: Sequence[Sequence[float]], y: Sequence, loss: str | 
     batch_size = n if batch_size is None else batch_size
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size!r}")
+    _check_finite_data(X, y)
     loss_fn = _loss_function(loss)
     opt = _make_optimizer(optimizer, model.parameters(), lr, weight_decay)
+    bad = _first_non_finite(model) if isinstance(model, Module) else None
+    if bad is not None:
+        raise ValueError(f"the model has a non-finite parameter before training: {bad}")
     rng = random.Random(seed)
+    steps = 0
     order = list(range(n))
     history, progress = History(), _Progress(epochs, verbose)
     with _gc_paused():
@@ -1350,12 +1495,17 @@ def train(model: Module, X: Sequence[Sequence[float]], y: Sequence, loss: str | 
                 targets = [y[i] for i in batch]
                 batch_loss = loss_fn(outputs, targets)
                 if not math.isfinite(batch_loss.data):
-                    raise TrainingError(
-                        f"the loss became {batch_loss.data} in epoch {epoch}: training "
-                        f"diverged; try a lower learning rate than {opt.lr:g}")
+                    raise TrainingError(_divergence(
+                        f"the loss became {batch_loss.data}", epoch, opt, steps == 0))
                 opt.zero_grad()
                 batch_loss.backward()
                 opt.step()
+                steps += 1
+                if not all(map(math.isfinite, map(_data, opt.params))):
+                    bad = _first_non_finite(model) if isinstance(model, Module) else None
+                    raise TrainingError(_divergence(
+                        f"a step made a parameter non-finite ({bad or 'nan or inf'})",
+                        epoch, opt, False))
                 total += batch_loss.data * len(batch)
                 scores += _scores(outputs)
                 labels += targets
@@ -1367,6 +1517,12 @@ def train(model: Module, X: Sequence[Sequence[float]], y: Sequence, loss: str | 
                 history.val_accuracy.append(val_accuracy)
             history.seconds.append(time.perf_counter() - start)
             progress.epoch(epoch, history)
+        # the checks above see each step's loss before the step: the last step's result
+        # is seen only here
+        final_loss = evaluate(model, X, y, loss_fn)[0]
+        if not math.isfinite(final_loss):
+            raise TrainingError(_divergence(
+                f"after the last step the loss is {final_loss}", epochs, opt, False))
     return history
 
 
@@ -2061,14 +2217,26 @@ TASKS = {
 }
 
 
-def _positive_int(text: str) -> int:
+# Sizes past these would take more memory than the machine has; refused before any work.
+MAX_SAMPLES = 100_000
+MAX_CHAIN = 10_000_000  # a node takes about 200 bytes
+MAX_STEPS = 10_000
+
+
+def _whole(text: str, low: int, high: int | None = None) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    if value < low:
+        raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
+    if high is not None and value > high:
+        raise argparse.ArgumentTypeError(f"must be at most {high:,}, got {value:,}")
     return value
+
+
+def _positive_int(text: str) -> int:
+    return _whole(text, 1)
 
 
 def _number(text: str, low: float, high: float = math.inf, open_high: bool = False,
@@ -2079,11 +2247,11 @@ def _number(text: str, low: float, high: float = math.inf, open_high: bool = Fal
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
     too_low = value <= low if open_low else value < low
     too_high = value >= high if open_high else value > high
-    if math.isnan(value) or too_low or too_high:
+    if not math.isfinite(value) or too_low or too_high:
         bound = f"above {low:g}" if open_low else f"at least {low:g}"
         if high != math.inf:
             bound += f" and below {high:g}" if open_high else f" and at most {high:g}"
-        raise argparse.ArgumentTypeError(f"must be {bound}, got {text}")
+        raise argparse.ArgumentTypeError(f"must be a finite number {bound}, got {text}")
     return value
 
 
@@ -2111,12 +2279,26 @@ def _layer_sizes(text: str) -> list[int]:
     return sizes
 
 
+def _path(text: str) -> str:
+    if not text:
+        raise argparse.ArgumentTypeError("the file name is empty")
+    return text
+
+
 def _image_path(text: str) -> str:
+    _path(text)
     try:
         _image_format(text)
     except ValueError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
     return text
+
+
+def _dataset_defaults(parameter: str) -> str:
+    """'moons 100, circles 100, spiral 150': a maker's default, for the help text."""
+    return ", ".join(f"{name} {inspect.signature(maker).parameters[parameter].default}"
+                     for name, maker in DATASETS.items()
+                     if parameter in inspect.signature(maker).parameters)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -2125,7 +2307,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="A tiny, complete deep-learning engine: autograd on scalars, neural "
                     "networks, optimizers, training and drawing, in one file.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     expr = commands.add_parser(
         "expr", help="the small expression demo: values, gradients and a picture of the graph",
@@ -2137,6 +2319,7 @@ def build_parser() -> argparse.ArgumentParser:
     expr.add_argument("--rankdir", choices=("LR", "TB"), default="LR",
                       help="draw left to right (LR, default) or top to bottom (TB)")
     expr.add_argument("--show", action="store_true", help="also open the graph in a window")
+    expr.set_defaults(command_parser=expr)  # so that its errors show its own usage
 
     train_cmd = commands.add_parser(
         "train", help="train a network and watch the loss fall",
@@ -2164,8 +2347,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="weight decay (default: the optimizer's, 0.01 for adamw, 0 for the others)")
     add("--seed", type=int, default=0,
         help="seeds the data, the initial weights and the shuffling (default 0)")
-    add("--samples", type=_positive_int, help="samples to make (moons, circles, spiral)")
-    add("--noise", type=_non_negative_float, help="noise of the data (moons, circles, spiral)")
+    add("--samples", type=lambda text: _whole(text, 1, MAX_SAMPLES),
+        help=f"samples to make, at most {MAX_SAMPLES:,} (default: "
+             + _dataset_defaults("n") + ")")
+    add("--noise", type=_non_negative_float,
+        help="noise of the data (default: " + _dataset_defaults("noise") + ")")
     add("--val-split", type=_fraction, default=0.0, metavar="FRACTION",
         help="share of the samples held out for validation (default 0)")
     add("--plot", type=_image_path, metavar="FILE", help="save the training curves")
@@ -2173,20 +2359,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="save the decision boundary (datasets with 2 inputs)")
     add("--graph", type=_image_path, metavar="FILE",
         help="save the graph of the loss of one sample through the trained model")
-    add("--save", metavar="FILE", help="save the trained model as JSON")
-    add("--load", metavar="FILE", help="start from a model saved with --save")
+    add("--save", type=_path, metavar="FILE", help="save the trained model as JSON")
+    add("--load", type=_path, metavar="FILE", help="start from a model saved with --save")
     add("--quiet", action="store_true", help="print only the final summary")
+    train_cmd.set_defaults(command_parser=train_cmd)
 
     bench_cmd = commands.add_parser(
         "bench", help="speed and memory figures",
         description="Time one training step three ways (W0: plain floats by hand; W1: this "
                     "file's MLP; W2: binary ops only) and a backward through a chain of "
                     "1,000,000 ops; print milliseconds, nodes and bytes per node.")
-    bench_cmd.add_argument("--steps", type=_positive_int, default=20,
-                           help="steps to time per workload (default 20)")
-    bench_cmd.add_argument("--chain", type=int, default=1_000_000, metavar="OPS",
-                           help="ops in the chain (default 1,000,000; 0 skips it)")
+    bench_cmd.add_argument("--steps", type=lambda text: _whole(text, 1, MAX_STEPS), default=20,
+                           help=f"steps to time per workload (default 20, at most "
+                                f"{MAX_STEPS:,})")
+    bench_cmd.add_argument("--chain", type=lambda text: _whole(text, 0, MAX_CHAIN),
+                           default=1_000_000, metavar="OPS",
+                           help=f"ops in the chain (default 1,000,000, at most {MAX_CHAIN:,}; "
+                                "0 skips it)")
     bench_cmd.add_argument("--json", action="store_true", help="print the figures as JSON")
+    bench_cmd.set_defaults(command_parser=bench_cmd)
     return parser
 
 
@@ -2335,6 +2526,10 @@ def run_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None
     if args.load and (args.hidden or args.activation):
         parser.error("--hidden and --activation shape a new model; with --load the model "
                      "file has its own")
+    drawings = [flag for flag in ("plot", "boundary", "graph") if getattr(args, flag)]
+    if drawings and importlib.util.find_spec("matplotlib") is None:
+        raise CommandError(f"--{drawings[0]} needs matplotlib, which is not installed "
+                           "(pip install matplotlib)")
     for path in (args.save, args.plot, args.boundary, args.graph):
         _check_folder(path)
     loss = args.loss or task["loss"]
@@ -2357,6 +2552,11 @@ def run_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None
                 f"{model.nouts[-1]} outputs, but {args.dataset} with the {loss} loss needs "
                 f"{len(X[0])} inputs and {nout} outputs")
     else:
+        sizes = [len(X[0]), *(args.hidden or task["hidden"]), nout]
+        count = MLP.parameter_count({"nin": sizes[0], "nouts": sizes[1:]})
+        if count > MAX_PARAMETERS:
+            parser.error(f"--hidden {','.join(map(str, sizes[1:-1]))} makes a network of "
+                         f"{count:,} parameters; the limit is {MAX_PARAMETERS:,}")
         model = MLP(len(X[0]), [*(args.hidden or task["hidden"]), nout],
                     activation=args.activation or task["activation"],
                     output_activation="tanh" if loss == "mse" else "linear", seed=args.seed)
@@ -2373,7 +2573,8 @@ def run_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None
         print(f"dataset {args.dataset}: {len(X_train)} samples of {len(X[0])} inputs"
               + (f", {n_val} held out for validation" if val else ""))
         print(f"model {model}")
-        print(f"loss {loss}, optimizer {optim} (lr {lr:g}), {epochs} epochs, batch size "
+        print(f"loss {loss}, optimizer {optim} (lr {lr:g}), {_plural(epochs, 'epoch')}, "
+              "batch size "
               f"{args.batch_size or len(X_train)}")
     if show:
         print("targets:            ", _format_predictions(y_train))
@@ -2384,26 +2585,24 @@ def run_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None
                         batch_size=args.batch_size, seed=args.seed, val=val,
                         verbose=not args.quiet)
     except TrainingError as e:
-        raise CommandError(f"{e} (--lr)") from None
+        raise CommandError(str(e)) from None
     seconds = time.perf_counter() - start
     if show:
         print("predictions after:  ", _format_predictions(predict(model, X_train)))
     final_loss, final_accuracy = evaluate(model, X_train, y_train, loss)
-    summary = f"final: loss {final_loss:.6f}"
+    summary = f"final: loss {_loss(final_loss)}"
     if final_accuracy is not None:
         summary += f", accuracy {_percent(final_accuracy)}"
     if val:
         val_loss, val_accuracy = evaluate(model, val[0], val[1], loss)
-        summary += f", val_loss {val_loss:.6f}"
+        summary += f", val_loss {_loss(val_loss)}"
         if val_accuracy is not None:
             summary += f", val_accuracy {_percent(val_accuracy)}"
-    print(summary + f" ({epochs} epochs in {seconds:.3g} s)")
+    print(summary + f" ({_plural(epochs, 'epoch')} in {seconds:.3g} s)")
     _write_outputs(args, model, history, X_train, y_train, loss)
 
 
 def run_bench(args: argparse.Namespace) -> None:
-    if args.chain < 0:
-        raise CommandError(f"--chain must be 0 or more, got {args.chain}")
     if sys.stderr.isatty():
         print(f"timing {args.steps} steps of W0, W1 and W2"
               + (f" and a chain of {args.chain:,} ops" if args.chain else "")
@@ -2412,17 +2611,37 @@ def run_bench(args: argparse.Namespace) -> None:
     print(json.dumps(result, indent=1) if args.json else format_bench(result))
 
 
+def _open_missing_streams() -> None:
+    """A closed stdout or stderr (`>&-`) leaves None in sys: write to nothing instead."""
+    if sys.stdout is None:
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - it lives as long as the process
+    if sys.stderr is None:
+        sys.stderr = open(os.devnull, "w")  # noqa: SIM115
+
+
+def _discard_stdout() -> None:
+    """Send what is left in stdout's buffer to nowhere, so that Python's own flush at exit
+    does not fail again with a traceback."""
+    with contextlib.suppress(OSError, ValueError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status (2 for bad flags, from argparse)."""
+    _open_missing_streams()
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
     try:
         if args.command == "expr":
             run_expr(args)
         elif args.command == "train":
-            run_train(args, parser)
+            run_train(args, args.command_parser)
         else:
             run_bench(args)
+        sys.stdout.flush()  # a full disk shows here, where it can be reported
     except CommandError as e:
         print(f"micrograd.py {args.command}: error: {e}", file=sys.stderr)
         return 1
@@ -2430,7 +2649,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"micrograd.py {args.command}: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:  # the reader went away (`| head`): stop quietly
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        _discard_stdout()
+        return 1
+    except OSError as e:  # writing the output failed: a full disk, an I/O error
+        _discard_stdout()
+        print(f"micrograd.py {args.command}: error: cannot write the output: "
+              f"{e.strerror or e}", file=sys.stderr)
         return 1
     return 0
 
