@@ -18,7 +18,6 @@ import builtins
 import contextlib
 import errno
 import gc
-import importlib.util
 import inspect
 import json
 import math
@@ -1373,7 +1372,7 @@ def accuracy(scores: list, labels: Sequence) -> float | None:
         hits = sum(s > 0 if t > 0 else s <= 0 for s, t in zip(scores, labels))
     else:
         return None
-    return hits / len(labels)
+    return int(hits) / len(labels)  # int(): numpy labels would make hits a numpy number
 
 
 def predict(model: Callable, X: Sequence[Sequence[float]]) -> list:
@@ -1977,6 +1976,7 @@ def plot_decision_boundary(model: Callable, X: Sequence[Sequence[float]], y: Seq
                            path: str | None = None, show: bool = False,
                            resolution: int = 80) -> Figure:
     """The class each point of the plane gets from a 2-input model, with the data on top."""
+    X, y = [list(map(float, p)) for p in X], list(y)  # numpy arrays too
     if not X or len(X[0]) != 2:
         raise ValueError("plot_decision_boundary needs samples with 2 inputs, got "
                          f"{len(X[0]) if X else 0}")
@@ -2527,9 +2527,12 @@ def run_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None
         parser.error("--hidden and --activation shape a new model; with --load the model "
                      "file has its own")
     drawings = [flag for flag in ("plot", "boundary", "graph") if getattr(args, flag)]
-    if drawings and importlib.util.find_spec("matplotlib") is None:
-        raise CommandError(f"--{drawings[0]} needs matplotlib, which is not installed "
-                           "(pip install matplotlib)")
+    if drawings:  # find out now, not after a long run
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise CommandError(f"--{drawings[0]} needs matplotlib, which is not installed "
+                               "(pip install matplotlib)") from None
     for path in (args.save, args.plot, args.boundary, args.graph):
         _check_folder(path)
     loss = args.loss or task["loss"]

@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
+import io
 import itertools
 import json
 import math
 import os
 import random
+import re
+import shlex
 import shutil
+import signal
+import stat
 import struct
 import subprocess
 import sys
+import threading
+import time
 import zlib
 from pathlib import Path
 
@@ -30,6 +38,20 @@ def run_cli(*args: str, cwd: Path | None = None,
     env = {**os.environ, "MPLBACKEND": "Agg"}
     return subprocess.run([sys.executable, SCRIPT, *args], capture_output=True, text=True,
                           cwd=cwd, timeout=timeout, env=env)
+
+
+def run_cli_within(memory: int, *args: str, cwd: Path | None = None,
+                   timeout: float = 30) -> subprocess.CompletedProcess:
+    """run_cli with the address space capped at `memory` bytes: if a check meant to refuse a
+    huge size before any work ever breaks, the test fails fast instead of filling the machine."""
+    import resource
+
+    def cap() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+
+    env = {**os.environ, "MPLBACKEND": "Agg"}
+    return subprocess.run([sys.executable, SCRIPT, *args], capture_output=True, text=True,
+                          cwd=cwd, timeout=timeout, env=env, preexec_fn=cap)
 
 
 def central_difference(f, xs: list[float], i: int, eps: float = 1e-6) -> float:
@@ -875,13 +897,14 @@ def test_train_command_datasets_reach_their_accuracy():
         assert accuracy >= minimum[name], (name, stdout)
 
 
-def run_on_a_terminal(*args: str) -> str:
+def run_on_a_terminal(*args: str, term: str = "xterm") -> str:
     """Run the command line with its output on a pseudo-terminal; return what it printed."""
     import pty
 
     leader, follower = pty.openpty()
     process = subprocess.Popen([sys.executable, SCRIPT, *args], stdout=follower,
-                               stderr=subprocess.PIPE, close_fds=True)
+                               stderr=subprocess.PIPE, close_fds=True,
+                               env={**os.environ, "TERM": term})
     os.close(follower)
     output = b""
     while True:
@@ -1296,3 +1319,486 @@ def test_gc_is_never_switched_off_at_import():
     result = subprocess.run([sys.executable, "-c", "import gc, micrograd; print(gc.isenabled())"],
                             capture_output=True, text=True, cwd=HERE)
     assert result.stdout.strip() == "True"
+
+
+# ---------------------------------------------------------------------------------------------
+# Nothing silently wrong: threads, nan, bad input, files and streams
+# ---------------------------------------------------------------------------------------------
+
+def run_in_thread(target) -> threading.Thread:
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_no_grad_in_one_thread_leaves_other_threads_building_graphs():
+    inside, release = threading.Event(), threading.Event()
+    seen = {}
+
+    def hold_no_grad():
+        with mg.no_grad():
+            seen["leaf"] = Value(2.0) * Value(3.0)
+            inside.set()
+            release.wait(10)
+
+    thread = run_in_thread(hold_no_grad)
+    assert inside.wait(10)
+    a, b = Value(2.0), Value(3.0)
+    (a * b + a).backward()  # the main thread, while the other is inside no_grad
+    release.set()
+    thread.join(10)
+    assert (a.grad, b.grad) == (4.0, 2.0)
+    assert seen["leaf"]._children == () and seen["leaf"].data == 6.0
+
+
+def test_no_grad_left_out_of_order_by_two_threads_restores_graph_building():
+    steps = [threading.Event() for _ in range(3)]
+    built = {}
+
+    def first():
+        with mg.no_grad():
+            steps[0].set()
+            steps[1].wait(10)  # the second thread is inside now: leave before it does
+        built["first after"] = Value(1.0) + 1.0
+
+    def second():
+        steps[0].wait(10)
+        with mg.no_grad():
+            steps[1].set()
+            time.sleep(0.05)
+            built["second inside"] = Value(1.0) + 1.0
+        steps[2].set()
+
+    threads = [run_in_thread(first), run_in_thread(second)]
+    assert steps[2].wait(10)
+    for t in threads:
+        t.join(10)
+    assert built["second inside"]._children == ()
+    assert len(built["first after"]._children) == 2
+    x = Value(3.0)
+    (x * x).backward()
+    assert x.grad == 6.0 and mg._no_grad_threads == {}
+
+
+def test_predict_in_a_thread_while_training_gives_the_losses_of_training_alone():
+    X, y = mg.make_moons(40, seed=1)
+    alone = mg.train(mg.MLP(2, [8, 1], seed=2), X, y, loss="bce", optimizer="adam",
+                     epochs=15, verbose=False, seed=3)
+    other = mg.MLP(2, [8, 1], seed=4)
+    stop = threading.Event()
+    predictions = []
+
+    def predict_forever():
+        while not stop.is_set():
+            predictions.append(mg.predict(other, X[:5]))
+
+    old_interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)  # switch threads often, so that the two interleave
+    try:
+        thread = run_in_thread(predict_forever)
+        together = mg.train(mg.MLP(2, [8, 1], seed=2), X, y, loss="bce", optimizer="adam",
+                            epochs=15, verbose=False, seed=3)
+    finally:
+        stop.set()
+        sys.setswitchinterval(old_interval)
+    thread.join(10)
+    assert len(predictions) > 5 and together.loss == alone.loss
+
+
+NAN = math.nan
+
+
+@pytest.mark.parametrize("name,slope", [("relu", 1.0), ("leaky_relu", 0.01), ("elu", 1.0),
+                                        ("__abs__", 0.0), ("tanh", NAN), ("sigmoid", NAN),
+                                        ("gelu", NAN), ("silu", NAN), ("softplus", NAN),
+                                        ("exp", NAN), ("sqrt", NAN), ("log", NAN)])
+def test_nan_propagates_as_in_pytorch(name, slope):
+    # The local slopes are PyTorch 2's float64 gradients at nan.
+    x = Value(NAN)
+    out = getattr(x, name)()
+    out.backward()
+    assert math.isnan(out.data)
+    assert math.isnan(x.grad) if math.isnan(slope) else x.grad == slope
+
+
+def test_nan_scores_give_nan_losses_and_are_never_hits():
+    for loss, label in ((mg.hinge_loss, 1), (mg.hinge_loss, -1), (mg.mse_loss, 1.0),
+                        (mg.bce_with_logits_loss, 0)):
+        assert math.isnan(loss([Value(NAN)], [label]).data)
+    assert math.isnan(mg.cross_entropy([[Value(1.0), Value(NAN)]], [0]).data)
+    assert mg.accuracy([NAN, NAN, NAN, NAN], [0, 1, -1, 1]) == 0.0
+    assert mg.accuracy([[NAN, 1.0], [2.0, NAN], [0.0, 1.0]], [1, 0, 1]) == pytest.approx(1 / 3)
+
+
+def test_diverging_cli_runs_fail_and_write_nothing(tmp_path):
+    result = run_cli("train", "--dataset", "moons", "--optim", "sgd", "--lr", "1e150",
+                     "--save", "m.json", cwd=tmp_path)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert re.search(r"epoch \d+.*lower learning rate", result.stderr), result.stderr
+    result = run_cli("train", "--dataset", "spiral", "--optim", "sgd", "--lr", "1e300",
+                     "--epochs", "1", "--save", "sp.json", cwd=tmp_path)
+    assert result.returncode == 1 and "epoch 1" in result.stderr, result.stderr
+    assert "final:" not in result.stdout
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_step_that_overflows_a_parameter_stops_training():
+    X, y = [[1.0]], [100.0]  # a gradient near -200: a step of 1e308 times it overflows
+    model = mg.MLP(1, [1], output_activation="linear", seed=0)
+    with pytest.raises(mg.TrainingError, match=r"a step made a parameter non-finite "
+                                               r"\(layers\.0\.\w+.* = -?inf\) in epoch 1"):
+        mg.train(model, X, y, optimizer=mg.SGD(model.parameters(), lr=1e308), epochs=1,
+                 verbose=False)
+
+
+def test_the_loss_after_the_last_step_is_checked():
+    X, y = mg.make_spiral(30, seed=0)
+    model = mg.MLP(2, [16, 3], activation="relu", output_activation="linear", seed=0)
+    with pytest.raises(mg.TrainingError, match="after the last step the loss is nan"):
+        mg.train(model, X, y, loss="ce", optimizer="sgd", lr=1e300, epochs=1, verbose=False)
+
+
+def test_nan_in_the_data_is_named_before_training():
+    model = mg.MLP(2, [1], seed=0)
+    before = model.state_dict()
+    with pytest.raises(ValueError, match=r"X\[1\]\[0\] is nan"):
+        mg.train(model, [[0.0, 1.0], [NAN, 1.0]], [1.0, -1.0], verbose=False)
+    with pytest.raises(ValueError, match=r"y\[0\] is inf"):
+        mg.train(model, [[0.0, 1.0]], [math.inf], verbose=False)
+    assert model.state_dict() == before
+
+
+@pytest.mark.parametrize("flags", [["--lr", "inf"], ["--lr", "1e400"], ["--lr", "nan"],
+                                   ["--weight-decay", "nan"], ["--weight-decay", "inf"],
+                                   ["--dataset", "moons", "--noise", "inf"]])
+def test_non_finite_settings_are_usage_errors(flags, capsys):
+    with pytest.raises(SystemExit) as stop:
+        mg.main(["train", *flags])
+    assert stop.value.code == 2 and "finite number" in capsys.readouterr().err
+
+
+def test_non_finite_optimizer_settings_are_refused():
+    p = [Value(1.0)]
+    for make in (lambda: mg.SGD(p, lr=math.inf), lambda: mg.Adam(p, lr=math.nan),
+                 lambda: mg.SGD(p, weight_decay=math.inf), lambda: mg.make_moons(noise=math.inf)):
+        with pytest.raises(ValueError, match="finite"):
+            make()
+
+
+def test_arithmetic_with_a_finite_answer_gives_it():
+    a, b = Value(1.0), Value(1e-170)
+    q = a / b
+    q.backward()
+    assert q.data == 1e170 and a.grad == 1e170 and b.grad == -math.inf
+    x = Value(1e-170)
+    y = x ** -2
+    y.backward()
+    assert y.data == math.inf and x.grad == -math.inf  # overflow is inf, not an exception
+    tiny = Value(5e-324)
+    tiny.log().backward()
+    assert tiny.grad == math.inf
+
+
+@pytest.mark.parametrize("base", [-2.0, -1e200, -1e300])
+def test_negative_base_with_a_fractional_exponent_is_one_error_at_every_size(base):
+    with pytest.raises(ValueError, match=re.escape(f"{base!r} ** 2.5 is a complex number")):
+        Value(base) ** 2.5
+    with pytest.raises(ValueError, match="complex number"):
+        Value(base) ** Value(2.5)
+    assert (Value(base) ** 3).data == base * base * base  # -inf where it overflows
+
+
+def test_wrong_types_are_refused_not_guessed():
+    a = Value(1.0)
+    with pytest.raises(TypeError, match="label must be a str, got tuple"):
+        Value(1.0, (a,))
+    for loss in (mg.mse_loss, mg.hinge_loss, mg.bce_with_logits_loss):
+        with pytest.raises(TypeError, match="needs numbers as targets, got str '1'"):
+            loss([Value(0.5)], ["1"])
+    with pytest.raises(ValueError, match="class indices"):
+        mg.cross_entropy([[Value(0.5), Value(1.0)]], ["1"])
+    with pytest.raises(TypeError, match="got dict"):
+        mg.MLP(2, [1], seed=0)({0: 1.0, 1: 2.0})
+    with pytest.raises(ValueError, match="nin must be at least 1, got -3"):
+        mg.Neuron(-3)
+    with pytest.raises(ValueError, match="at least 1, got -2"):
+        mg.Layer(-2, -3)
+    with pytest.raises(TypeError, match="nin must be a whole number, got bool"):
+        mg.MLP(True, [1])
+    with pytest.raises(TypeError, match="nouts"):
+        mg.MLP(2, 3)
+
+
+def test_numpy_numbers_work_everywhere(tmp_path):
+    np = pytest.importorskip("numpy")
+    X, y = mg.make_spiral(30, seed=0)
+    model = mg.MLP(np.int64(2), [np.int64(4), 3], seed=0)
+    loss = mg.cross_entropy([model(x) for x in np.array(X)], np.array(y))
+    assert loss.data == mg.cross_entropy([model(x) for x in X], y).data
+    history = mg.train(model, np.array(X), np.array(y), loss="ce", epochs=2, verbose=False,
+                       val=(np.array(X), np.array(y)))
+    for values in (history.loss, history.accuracy, history.val_loss, history.val_accuracy):
+        assert all(type(v) is float for v in values)
+    pytest.importorskip("matplotlib")
+    mg.plot_decision_boundary(model, np.array(X), np.array(y), str(tmp_path / "b.png"))
+    assert (tmp_path / "b.png").stat().st_size > 0
+
+
+def test_optimizer_settings_that_would_fail_in_step_are_refused():
+    p = [Value(1.0)]
+    for make in (lambda: mg.Adam(p, eps=0.0), lambda: mg.AdamW(p, eps=0.0),
+                 lambda: mg.RMSprop(p, alpha=2.0), lambda: mg.RMSprop(p, eps=0.0),
+                 lambda: mg.Adagrad(p, eps=0.0)):
+        with pytest.raises(ValueError, match="invalid (eps|alpha)"):
+            make()
+
+
+def test_a_step_that_fails_changes_nothing():
+    params = [Value(1.0), Value(2.0), Value(3.0)]
+    opt = mg.Adam(params, lr=0.1)
+    for p in params:
+        p.grad = 0.5
+    opt.step()
+    data, state = [p.data for p in params], [dict(s) for s in opt.state]
+    params[2].grad = "0.5"  # a user's mistake, found at the last parameter
+    with pytest.raises(TypeError):
+        opt.step()
+    assert [p.data for p in params] == data and opt.state == state
+
+
+@pytest.mark.parametrize("name,kw", [("SGD", {}), ("SGD", {"momentum": 0.9}),
+                                     ("SGD", {"weight_decay": 0.1}), ("Adam", {}),
+                                     ("Adam", {"weight_decay": 0.1}), ("AdamW", {}),
+                                     ("RMSprop", {}),
+                                     ("RMSprop", {"centered": True, "momentum": 0.5}),
+                                     ("Adagrad", {})])
+def test_a_negative_zero_parameter_stays_negative_zero(name, kw):
+    # torch 2 float64 keeps -0.0 after two zero-gradient steps in each of these settings
+    p = Value(-0.0)
+    opt = getattr(mg, name)([p], lr=0.1, **kw)
+    opt.step()
+    opt.step()
+    assert p.data == 0.0 and math.copysign(1.0, p.data) == -1.0
+
+
+def test_fma_emulation_gives_zeros_their_ieee_sign():
+    for x, y, z, sign in ((-0.1, 0.0, -0.0, -1), (0.1, 0.0, -0.0, 1), (-0.0, -0.0, -0.0, 1),
+                          (0.0, -3.0, -0.0, -1), (0.5, 2.0, -1.0, 1), (-0.5, 2.0, 1.0, 1)):
+        result = mg._fma_exact(x, y, z)
+        assert result == 0.0 and math.copysign(1.0, result) == sign, (x, y, z)
+
+
+def mode_of(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_saving_keeps_the_mode_of_an_existing_file_and_gives_a_new_one_the_umasks(tmp_path):
+    model = mg.MLP(2, [1], seed=0)
+    private = tmp_path / "private.json"
+    private.write_text("old")
+    private.chmod(0o600)
+    model.save(str(private))
+    assert mode_of(private) == 0o600 and mg.MLP.load(str(private)).state_dict()
+    old_umask = os.umask(0o027)
+    try:
+        model.save(str(tmp_path / "new.json"))
+    finally:
+        os.umask(old_umask)
+    assert mode_of(tmp_path / "new.json") == 0o640
+
+
+def test_saving_refuses_read_only_and_special_files(tmp_path):
+    model = mg.MLP(2, [1], seed=0)
+    read_only = tmp_path / "ro.json"
+    read_only.write_text("keep me")
+    read_only.chmod(0o444)
+    with pytest.raises(PermissionError, match="read-only"):
+        model.save(str(read_only))  # refused even as root, who could write it
+    assert read_only.read_text() == "keep me"
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    (tmp_path / "null").symlink_to(os.devnull)
+    for name in ("fifo", "null"):
+        result = run_cli("train", "--epochs", "1", "--save", name, cwd=tmp_path)
+        assert result.returncode == 1 and "not a regular file" in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode) and (tmp_path / "null").is_symlink()
+    assert stat.S_ISCHR(os.stat(os.devnull).st_mode)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fifo", "null", "ro.json"]
+
+
+def test_saving_through_a_symlink_writes_its_target(tmp_path):
+    target = tmp_path / "models" / "real.json"
+    target.parent.mkdir()
+    target.write_text("old")
+    link = tmp_path / "link.json"
+    link.symlink_to(target)
+    model = mg.MLP(2, [1], seed=0)
+    model.save(str(link))
+    assert link.is_symlink() and mg.MLP.load(str(target)).state_dict() == model.state_dict()
+    assert sorted(p.name for p in target.parent.iterdir()) == ["real.json"]
+
+
+def test_saving_syncs_the_data_before_the_rename(tmp_path, monkeypatch):
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+    monkeypatch.setattr(os, "fsync", lambda fd: (events.append(("fsync", fd)), real_fsync(fd)))
+    monkeypatch.setattr(os, "replace", lambda a, b: (events.append(("replace", a)),
+                                                    real_replace(a, b)))
+    mg.MLP(2, [1], seed=0).save(str(tmp_path / "m.json"))
+    kinds = [kind for kind, _ in events]
+    assert "fsync" in kinds and kinds.index("fsync") < kinds.index("replace")
+
+
+def test_a_killed_save_leaves_at_most_one_temporary_file(tmp_path):
+    code = ("import micrograd as mg\nm = mg.MLP(200, [300], seed=0)\nprint('ready', flush=True)\n"
+            "while True:\n    m.save('m.json')\n")
+    env = {**os.environ, "PYTHONPATH": str(HERE)}
+    rng = random.Random(0)
+    for _ in range(6):
+        process = subprocess.Popen([sys.executable, "-c", code], cwd=tmp_path, env=env,
+                                   stdout=subprocess.PIPE, text=True)
+        assert process.stdout.readline() == "ready\n"
+        time.sleep(rng.uniform(0.05, 0.4))
+        process.send_signal(signal.SIGKILL)
+        process.wait(10)
+        process.stdout.close()
+        assert len(list(tmp_path.iterdir())) <= 2  # m.json and at most one temporary file
+    mg.MLP(2, [1], seed=0).save(str(tmp_path / "m.json"))
+    assert [p.name for p in tmp_path.iterdir()] == ["m.json"]
+
+
+def test_a_model_with_a_non_finite_weight_is_not_saved(tmp_path):
+    model = mg.MLP(2, [3, 1], seed=0)
+    model.layers[1].neurons[0].w[2].data = NAN
+    with pytest.raises(ValueError, match=r"layers\.1\.weight\[0\]\[2\] = nan"):
+        model.save(str(tmp_path / "m.json"))
+    model.layers[1].neurons[0].w[2].data = 0.5
+    model.layers[0].neurons[1].b.data = -math.inf
+    with pytest.raises(ValueError, match=r"layers\.0\.bias\[1\] = -inf"):
+        model.save(str(tmp_path / "m.json"))
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("number", ["NaN", "Infinity", "-Infinity", "1e400", "-1e999",
+                                    "9" * 400])
+def test_loading_rejects_numbers_that_are_not_strict_json_floats(tmp_path, number):
+    path = tmp_path / "m.json"
+    mg.MLP(2, [1], seed=0).save(str(path))
+    text = path.read_text()
+    document = json.loads(text)
+    first = document["state_dict"]["layers.0.bias"][0]
+    path.write_text(text.replace(json.dumps(first), number, 1))
+    with pytest.raises(ValueError, match="strict JSON") as error:
+        mg.MLP.load(str(path))
+    assert "\n" not in str(error.value)
+
+
+def test_loading_checks_sizes_before_building(tmp_path):
+    path = tmp_path / "huge.json"
+    document = {"format": mg.MODEL_FORMAT, "version": mg.MODEL_VERSION, "model": "MLP",
+                "config": {"nin": 100000, "nouts": [100000, 1], "activation": "tanh",
+                           "output_activation": "tanh"},
+                "state_dict": {"layers.0.weight": [[0.5]], "layers.0.bias": [0.0],
+                               "layers.1.weight": [[0.5]], "layers.1.bias": [0.0]}}
+    path.write_text(json.dumps(document))
+    assert path.stat().st_size < 600
+    result = run_cli_within(2**30, "train", "--load", "huge.json", cwd=tmp_path)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match="asks for 10,000,200,001 parameters but the "
+                                         "state_dict holds 4 numbers"):
+        mg.MLP.load(str(path))
+    assert time.perf_counter() - start < 1.0
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(ValueError, match="nested too deeply"):
+        mg.MLP.load(str(deep))
+    result = run_cli("train", "--load", "deep.json", cwd=tmp_path)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+@pytest.mark.parametrize("flag", ["--save", "--load", "--plot", "--graph", "--boundary"])
+def test_empty_file_names_are_usage_errors(flag, capsys):
+    with pytest.raises(SystemExit) as stop:
+        mg.main(["train", "--dataset", "moons", flag, ""])
+    assert stop.value.code == 2 and "empty" in capsys.readouterr().err
+
+
+def test_output_streams_that_fail_are_expected_failures(tmp_path):
+    full = subprocess.run(f"exec {shlex.quote(sys.executable)} {shlex.quote(SCRIPT)} expr "
+                          "> /dev/full", shell=True, capture_output=True, text=True,
+                          cwd=tmp_path)
+    assert full.returncode == 1 and full.stderr.strip().splitlines() == [
+        "micrograd.py expr: error: cannot write the output: No space left on device"]
+    closed_out = subprocess.run(f"exec {shlex.quote(sys.executable)} {shlex.quote(SCRIPT)} "
+                                "train --dataset xor --epochs 60 >&-", shell=True,
+                                capture_output=True, text=True, cwd=tmp_path)
+    assert closed_out.returncode == 0 and closed_out.stderr == ""
+    closed_err = subprocess.run(f"exec {shlex.quote(sys.executable)} {shlex.quote(SCRIPT)} "
+                                "train --load missing.json 2>&-", shell=True,
+                                capture_output=True, text=True, cwd=tmp_path)
+    assert closed_err.returncode == 1
+    piped = subprocess.run(f"{shlex.quote(sys.executable)} {shlex.quote(SCRIPT)} train "
+                           "--dataset moons --epochs 200 | head -1", shell=True,
+                           capture_output=True, text=True, cwd=tmp_path)
+    assert piped.stdout.startswith("dataset moons") and piped.stderr == ""
+
+
+def test_errors_of_a_command_show_its_own_usage():
+    result = run_cli("train", "--dataset", "xor", "--val-split", "0.9")
+    assert result.returncode == 2
+    assert result.stderr.startswith("usage: micrograd.py train")
+    assert "micrograd.py train: error: --val-split 0.9 leaves no samples" in result.stderr
+    bare = run_cli()
+    assert bare.returncode == 2 and "usage: micrograd.py" in bare.stdout
+    assert "expr" in bare.stdout and "train" in bare.stdout and "bench" in bare.stdout
+    help_text = run_cli("train", "-h").stdout
+    assert re.search(r"--samples.*moons\s+100,\s+circles 100, spiral 150", help_text, re.S)
+    assert re.search(r"--noise.*moons\s+0\.1,\s+circles\s+0\.05,\s+spiral\s+0\.2", help_text,
+                     re.S)
+
+
+def test_messages_read_well_for_huge_losses_and_one_epoch():
+    assert mg._loss(1e300) == "1e+300" and mg._loss(0.5) == "0.500000"
+    history = mg.History()
+    history.loss.append(3e200)
+    history.accuracy.append(None)
+    line = io.StringIO()
+    with contextlib.redirect_stdout(line):
+        mg._Progress(5, True).epoch(1, history)
+    assert line.getvalue() == "epoch 1/5  loss 3e+200\n"
+    result = run_cli("train", "--epochs", "1")
+    assert "1 epoch, batch size" in result.stdout and "(1 epoch in" in result.stdout
+    assert "epochs" not in result.stdout
+
+
+def test_progress_is_rewritten_in_place_only_where_the_terminal_can():
+    dumb = run_on_a_terminal("train", "--epochs", "60", term="dumb")
+    assert "\r" not in dumb.replace("\r\n", "\n") and "\x1b" not in dumb
+    assert "epoch 60/60" in dumb
+
+
+def test_drawing_flags_fail_before_training_without_matplotlib(tmp_path):
+    blocker = tmp_path / "matplotlib"
+    blocker.mkdir()
+    (blocker / "__init__.py").write_text("raise ImportError('matplotlib is blocked here')\n")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    for flag in ("--plot", "--boundary", "--graph"):
+        result = subprocess.run([sys.executable, SCRIPT, "train", "--dataset", "moons",
+                                 flag, "out.png"], capture_output=True, text=True, env=env,
+                                cwd=tmp_path, timeout=60)
+        assert result.returncode == 1 and "epoch" not in result.stdout
+        assert f"{flag} needs matplotlib" in result.stderr
+
+
+@pytest.mark.parametrize("args,limit", [
+    (["train", "--dataset", "moons", "--samples", str(10**9)], "at most 100,000"),
+    (["train", "--hidden", "100000,100000"], "the limit is 1,000,000"),
+    (["bench", "--chain", str(10**10)], "at most 10,000,000"),
+    (["bench", "--steps", str(10**9)], "at most 10,000")])
+def test_sizes_that_would_exhaust_memory_are_refused_up_front(args, limit):
+    result = run_cli_within(2**30, *args)
+    assert result.returncode == 2 and limit in result.stderr, result.stderr
