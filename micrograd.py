@@ -2411,8 +2411,10 @@ def _check_folder(path: str | None) -> None:
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise CommandError(f"cannot write {path}: the folder {folder} does not exist")
-    if os.path.isdir(path):
-        raise CommandError(f"cannot write {path}: it is a folder")
+    try:
+        _save_target(path)  # a folder, a FIFO, a device or a read-only file
+    except OSError as e:
+        raise CommandError(f"cannot write {path}: {e.strerror or e}") from None
 
 
 def _draw(make: Callable, path: str) -> None:

@@ -1621,6 +1621,7 @@ def test_saving_refuses_read_only_and_special_files(tmp_path):
     for name in ("fifo", "null"):
         result = run_cli("train", "--epochs", "1", "--save", name, cwd=tmp_path)
         assert result.returncode == 1 and "not a regular file" in result.stderr, result.stderr
+        assert "epoch" not in result.stdout  # found before training, not after
         assert "Traceback" not in result.stderr
     assert stat.S_ISFIFO(os.lstat(fifo).st_mode) and (tmp_path / "null").is_symlink()
     assert stat.S_ISCHR(os.stat(os.devnull).st_mode)
