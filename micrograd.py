@@ -1016,7 +1016,15 @@ def _fma_exact(x: float, y: float, z: float) -> float:
         return math.inf if numerator > 0 else -math.inf
 
 
-_fma = getattr(math, "fma", _fma_exact)  # math.fma arrived in Python 3.13
+def _fma_native(x: float, y: float, z: float) -> float:
+    """math.fma (Python 3.13 and later), with IEEE's inf or nan where it raises instead."""
+    try:
+        return math.fma(x, y, z)
+    except (OverflowError, ValueError):
+        return _fma_exact(x, y, z)
+
+
+_fma = _fma_native if hasattr(math, "fma") else _fma_exact
 
 
 def _add(a: float, b: float, alpha: float) -> float:

@@ -1581,6 +1581,14 @@ def test_a_negative_zero_parameter_stays_negative_zero(name, kw):
     assert p.data == 0.0 and math.copysign(1.0, p.data) == -1.0
 
 
+def test_fma_gives_inf_and_nan_as_ieee_does_on_every_python():
+    # math.fma (Python 3.13+) raises on overflow and on inf * 0; torch's kernels give inf, nan
+    assert mg._fma(1e308, 10.0, 0.0) == math.inf and mg._fma(-1e308, 10.0, 0.0) == -math.inf
+    assert math.isnan(mg._fma(math.inf, 0.0, 1.0))
+    assert math.isnan(mg._fma(math.inf, 1.0, -math.inf))
+    assert mg._add(1.0, 1e308, -1e308) == -math.inf
+
+
 def test_fma_emulation_gives_zeros_their_ieee_sign():
     for x, y, z, sign in ((-0.1, 0.0, -0.0, -1), (0.1, 0.0, -0.0, 1), (-0.0, -0.0, -0.0, 1),
                           (0.0, -3.0, -0.0, -1), (0.5, 2.0, -1.0, 1), (-0.5, 2.0, 1.0, 1)):
