@@ -17,6 +17,7 @@ import argparse
 import builtins
 import contextlib
 import errno
+import functools
 import gc
 import inspect
 import json
@@ -57,6 +58,7 @@ _ONE, _ZERO = (1.0,), (0.0,)  # the local gradient of relu on either side of its
 _SQRT2 = math.sqrt(2.0)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 _data = attrgetter("data")
+_isfinite = math.isfinite
 
 
 def _to_float(x: object) -> float:
@@ -139,7 +141,44 @@ def _node(data: float, children: tuple, local_grads: tuple, op: str) -> Value:
     return out
 
 
-_result = _node  # what every op calls
+class _CollectorPause:
+    """`with _gc_paused:` pauses Python's cyclic garbage collector while a graph is built,
+    walked or updated inside this file's functions.
+
+    The graph has no cycles, so the collector would find nothing in it, yet every few hundred
+    new objects it would scan the young ones, and now and then every object the program holds
+    (in a notebook, hundreds of thousands). Pauses nest and overlap across threads: a count
+    under a lock, and the last one to end turns the collector back on if it was on when the
+    first began, exceptions included. Its thresholds are never touched.
+    """
+
+    def __init__(self) -> None:
+        self.lock, self.count, self.was_enabled = threading.Lock(), 0, False
+
+    def __enter__(self) -> None:
+        with self.lock:
+            if self.count == 0:
+                self.was_enabled = gc.isenabled()
+                gc.disable()
+            self.count += 1
+
+    def __exit__(self, *exc_info: object) -> None:
+        with self.lock:
+            self.count -= 1
+            if self.count == 0 and self.was_enabled:
+                gc.enable()
+
+
+_gc_paused = _CollectorPause()
+
+
+def _collector_paused(function: Callable) -> Callable:
+    """function, run with the collector paused."""
+    @functools.wraps(function)
+    def paused(*args: object, **kwargs: object) -> object:
+        with _gc_paused:
+            return function(*args, **kwargs)
+    return paused
 
 
 class Value:
@@ -170,15 +209,15 @@ class Value:
 
     def __add__(self, other: Value | float) -> Value:
         other = other if isinstance(other, Value) else Value(other)
-        return _result(self.data + other.data, (self, other), _ONES, "+")
+        return _node(self.data + other.data, (self, other), _ONES, "+")
 
     def __mul__(self, other: Value | float) -> Value:
         other = other if isinstance(other, Value) else Value(other)
-        return _result(self.data * other.data, (self, other), (other.data, self.data), "*")
+        return _node(self.data * other.data, (self, other), (other.data, self.data), "*")
 
     def __sub__(self, other: Value | float) -> Value:
         other = other if isinstance(other, Value) else Value(other)
-        return _result(self.data - other.data, (self, other), _PLUS_MINUS, "-")
+        return _node(self.data - other.data, (self, other), _PLUS_MINUS, "-")
 
     def __rsub__(self, other: float) -> Value:
         return Value(other) - self
@@ -190,29 +229,29 @@ class Value:
             raise ZeroDivisionError(f"division by zero: {a!r} / {b!r}")
         out = a / b
         # d/db = -a / b**2, written -(a / b) / b: b * b may underflow to 0 where this is finite
-        return _result(out, (self, other), (1.0 / b, -out / b), "/")
+        return _node(out, (self, other), (1.0 / b, -out / b), "/")
 
     def __rtruediv__(self, other: float) -> Value:
         return Value(other) / self
 
     def __neg__(self) -> Value:
-        return _result(-self.data, (self,), _MINUS_ONE, "neg")
+        return _node(-self.data, (self,), _MINUS_ONE, "neg")
 
     def __pos__(self) -> Value:
         return self
 
     def __abs__(self) -> Value:
         x = self.data
-        return _result(abs(x), (self,), (float((x > 0.0) - (x < 0.0)),), "abs")
+        return _node(abs(x), (self,), (float((x > 0.0) - (x < 0.0)),), "abs")
 
     def __pow__(self, other: Value | float) -> Value:
         a = self.data
         if isinstance(other, Value):
             b = other.data
             out = _pow(a, b)
-            return _result(out, (self, other), (_pow_grad(a, b), _exponent_grad(a, out)), "**")
+            return _node(out, (self, other), (_pow_grad(a, b), _exponent_grad(a, out)), "**")
         b = _to_float(other)
-        return _result(_pow(a, b), (self,), (_pow_grad(a, b),), f"**{other}")
+        return _node(_pow(a, b), (self,), (_pow_grad(a, b),), f"**{other}")
 
     def __rpow__(self, other: float) -> Value:
         return Value(other) ** self
@@ -224,66 +263,66 @@ class Value:
 
     def exp(self) -> Value:
         out = _exp(self.data)
-        return _result(out, (self,), (out,), "exp")
+        return _node(out, (self,), (out,), "exp")
 
     def log(self) -> Value:
         x = self.data
         if x <= 0.0:
             raise ValueError(f"log needs a positive number, got {x!r}")
-        return _result(math.log(x), (self,), (1.0 / x,), "log")
+        return _node(math.log(x), (self,), (1.0 / x,), "log")
 
     def sqrt(self) -> Value:
         x = self.data
         if x < 0.0:
             raise ValueError(f"sqrt needs a number >= 0, got {x!r}")
         out = math.sqrt(x)
-        return _result(out, (self,), (0.5 / out if out else math.inf,), "sqrt")
+        return _node(out, (self,), (0.5 / out if out else math.inf,), "sqrt")
 
     def tanh(self) -> Value:
         t = math.tanh(self.data)
         # (1 - t)(1 + t) rather than 1 - t*t, which loses digits as |t| nears 1.
-        return _result(t, (self,), ((1.0 - t) * (1.0 + t),), "tanh")
+        return _node(t, (self,), ((1.0 - t) * (1.0 + t),), "tanh")
 
     def sigmoid(self) -> Value:
         s = _sigmoid(self.data)
-        return _result(s, (self,), (s * (1.0 - s),), "sigmoid")
+        return _node(s, (self,), (s * (1.0 - s),), "sigmoid")
 
     def relu(self) -> Value:
         x = self.data
         # PyTorch's conventions: relu'(0) = 0, and nan passes through (with slope 1).
         if x <= 0.0:
-            return _result(0.0, (self,), _ZERO, "relu")
-        return _result(x, (self,), _ONE, "relu")
+            return _node(0.0, (self,), _ZERO, "relu")
+        return _node(x, (self,), _ONE, "relu")
 
     def leaky_relu(self, negative_slope: float = 0.01) -> Value:
         x = self.data
         slope = 1.0 if x > 0.0 else negative_slope
-        return _result(x * slope, (self,), (slope,), "leaky_relu")
+        return _node(x * slope, (self,), (slope,), "leaky_relu")
 
     def elu(self, alpha: float = 1.0) -> Value:
         x = self.data
         if not x <= 0.0:  # nan too, as in PyTorch: the value nan, the slope 1
-            return _result(x, (self,), _ONE, "elu")
-        return _result(alpha * math.expm1(x), (self,), (alpha * math.exp(x),), "elu")
+            return _node(x, (self,), _ONE, "elu")
+        return _node(alpha * math.expm1(x), (self,), (alpha * math.exp(x),), "elu")
 
     def gelu(self) -> Value:
         """The exact GELU, x * Phi(x), with Phi the standard normal CDF."""
         x = self.data
         cdf = 0.5 * (1.0 + math.erf(x / _SQRT2))
         pdf = _INV_SQRT_2PI * math.exp(-0.5 * x * x)
-        return _result(x * cdf, (self,), (cdf + x * pdf,), "gelu")
+        return _node(x * cdf, (self,), (cdf + x * pdf,), "gelu")
 
     def silu(self) -> Value:
         x = self.data
         s = _sigmoid(x)
-        return _result(x * s, (self,), (s * (1.0 + x * (1.0 - s)),), "silu")
+        return _node(x * s, (self,), (s * (1.0 + x * (1.0 - s)),), "silu")
 
     def softplus(self) -> Value:
         """log(1 + exp(x)); like PyTorch, the identity above x = 20."""
         x = self.data
         if x > 20.0:
-            return _result(x, (self,), (1.0,), "softplus")
-        return _result(math.log1p(math.exp(x)), (self,), (_sigmoid(x),), "softplus")
+            return _node(x, (self,), (1.0,), "softplus")
+        return _node(math.log1p(math.exp(x)), (self,), (_sigmoid(x),), "softplus")
 
     # -- fused n-ary ops: one node where the elementary path would make many ----------------
 
@@ -291,7 +330,7 @@ class Value:
     def sum(values: Iterable[Value | float]) -> Value:
         """The sum of many values as one node."""
         values = tuple(_as_values(values))
-        return _result(sum(map(_data, values), 0.0), values, (1.0,) * len(values), "sum")
+        return _node(sum(map(_data, values), 0.0), values, (1.0,) * len(values), "sum")
 
     @staticmethod
     def dot(weights: Sequence[Value | float], inputs: Sequence[Value | float],
@@ -313,15 +352,24 @@ class Value:
         As in PyTorch, leaves accumulate: a second call adds the same gradients again. A leaf's
         contributions from this pass are summed on their own before being added to its grad,
         so two calls give exactly twice the gradient of one.
+
+        A node whose gradient is zero (a dead relu, a met hinge margin) is skipped when its
+        local gradients are finite, which their sum tells at C speed: it would add local * 0,
+        a zero, to each child's gradient, which starts this pass at +0.0 and so can never be
+        -0.0, and to which adding a zero changes no bit. An inf or nan local gradient makes
+        the sum inf or nan: that node is not skipped, and inf * 0 = nan flows on, as in PyTorch.
         """
-        order, leaves, earlier = _order_and_reset(self)
-        self.grad = 1.0
-        for node in reversed(order):
-            grad = node.grad
-            for child, local in zip(node._children, node._local_grads):
-                child.grad += local * grad
-        for leaf, grad in zip(leaves, earlier):
-            leaf.grad = grad + leaf.grad
+        with _gc_paused:
+            order, leaves, earlier = _order_and_reset(self)
+            self.grad = 1.0
+            for node in reversed(order):
+                grad = node.grad
+                if not grad and _isfinite(sum(node._local_grads)):
+                    continue  # it would add only zeros (see _order_and_reset)
+                for child, local in zip(node._children, node._local_grads):
+                    child.grad += local * grad
+            for leaf, grad in zip(leaves, earlier):
+                leaf.grad = grad + leaf.grad
 
 
 def _as_values(items: Iterable[Value | float]) -> Iterator[Value]:
@@ -333,8 +381,8 @@ def _dot(weights: tuple, inputs: tuple, bias: Value | None) -> Value:
     w, x = [v.data for v in weights], [v.data for v in inputs]
     total = sum(map(mul, w, x), 0.0)
     if bias is None:
-        return _result(total, (*weights, *inputs), (*x, *w), "dot")
-    return _result(total + bias.data, (*weights, *inputs, bias), (*x, *w, 1.0), "dot")
+        return _node(total, (*weights, *inputs), (*x, *w), "dot")
+    return _node(total + bias.data, (*weights, *inputs, bias), (*x, *w, 1.0), "dot")
 
 
 def _topological_order(root: Value) -> list[Value]:
@@ -422,36 +470,6 @@ def no_grad() -> Iterator[None]:
             depth = _no_grad_threads.pop(thread) - 1
             if depth:
                 _no_grad_threads[thread] = depth
-
-
-# The collector pauses while any thread is inside _gc_paused(): a count under a lock, so that
-# nested and overlapping calls from several threads leave it as the caller had it.
-_gc_pauses = 0
-_gc_was_enabled = False
-_gc_lock = threading.Lock()
-
-
-@contextlib.contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Pause Python's cyclic garbage collector while big graphs are built and walked.
-
-    The graph has no cycles, so the collector finds nothing, yet every few hundred new nodes it
-    would scan them all again. The last block to end turns it back on if it was on when the
-    first began, exceptions included; its thresholds are never touched.
-    """
-    global _gc_pauses, _gc_was_enabled
-    with _gc_lock:
-        if _gc_pauses == 0:
-            _gc_was_enabled = gc.isenabled()
-            gc.disable()
-        _gc_pauses += 1
-    try:
-        yield
-    finally:
-        with _gc_lock:
-            _gc_pauses -= 1
-            if _gc_pauses == 0 and _gc_was_enabled:
-                gc.enable()
 
 
 def gradcheck(f: Callable[..., Value], inputs: Sequence[float], eps: float = 1e-6,
@@ -773,6 +791,7 @@ class Neuron(Module):
         self.activation = activation
         self._act = ACTIVATIONS[activation]
 
+    @_collector_paused
     def __call__(self, x: Sequence[Value | float]) -> Value:
         return self._forward(_inputs(x, len(self.w), "Neuron"))
 
@@ -806,6 +825,7 @@ class Layer(Module):
         self.neurons = [Neuron(nin, activation, rng) for _ in range(nout)]
         self.nin, self.activation = nin, activation
 
+    @_collector_paused
     def __call__(self, x: Sequence[Value | float]) -> list[Value]:
         return self._forward(_inputs(x, self.nin, "Layer"))
 
@@ -854,6 +874,7 @@ class MLP(Module):
         self.nin, self.nouts = nin, list(nouts)
         self.activation, self.output_activation = activation, output_activation
 
+    @_collector_paused
     def __call__(self, x: Sequence[Value | float]) -> Value | list[Value]:
         x = _inputs(x, self.nin, "MLP")
         for layer in self.layers:
@@ -917,9 +938,10 @@ def _mean(losses: list[Value]) -> Value:
 
 def _squared_error(p: Value, t: float) -> Value:
     diff = p.data - t
-    return _result(diff * diff, (p,), (2.0 * diff,), "sq_err")
+    return _node(diff * diff, (p,), (2.0 * diff,), "sq_err")
 
 
+@_collector_paused
 def mse_loss(preds: Sequence[Value], targets: Sequence[float]) -> Value:
     """Mean squared error."""
     _check_batch(preds, targets, "mse_loss")
@@ -930,10 +952,11 @@ def mse_loss(preds: Sequence[Value], targets: Sequence[float]) -> Value:
 def _hinge(score: Value, y: float) -> Value:
     margin = 1.0 - y * score.data
     if margin <= 0.0:
-        return _result(0.0, (score,), _ZERO, "hinge")  # as relu: no slope at the kink
-    return _result(margin, (score,), (-y,), "hinge")  # a nan margin passes, as in relu
+        return _node(0.0, (score,), _ZERO, "hinge")  # as relu: no slope at the kink
+    return _node(margin, (score,), (-y,), "hinge")  # a nan margin passes, as in relu
 
 
+@_collector_paused
 def hinge_loss(scores: Sequence[Value], labels: Sequence[float]) -> Value:
     """The SVM loss max(0, 1 - y * score), for labels -1 and +1."""
     _check_batch(scores, labels, "hinge_loss")
@@ -948,9 +971,10 @@ def _bce_with_logit(x: Value, y: float) -> Value:
     """-[y log sigmoid(x) + (1 - y) log(1 - sigmoid(x))] in a form that never overflows."""
     z = x.data
     loss = max(z, 0.0) - z * y + math.log1p(math.exp(-abs(z)))
-    return _result(loss, (x,), (_sigmoid(z) - y,), "bce")
+    return _node(loss, (x,), (_sigmoid(z) - y,), "bce")
 
 
+@_collector_paused
 def bce_with_logits_loss(logits: Sequence[Value], labels: Sequence[float]) -> Value:
     """Binary cross entropy on raw scores (logits), for labels 0 and 1."""
     _check_batch(logits, labels, "bce_with_logits_loss")
@@ -970,9 +994,10 @@ def _cross_entropy_one(logits: tuple[Value, ...], target: int) -> Value:
     total = sum(exps)
     loss = top + math.log(total) - zs[target]
     local = tuple(e / total - (i == target) for i, e in enumerate(exps))
-    return _result(loss, logits, local, "ce")
+    return _node(loss, logits, local, "ce")
 
 
+@_collector_paused
 def cross_entropy(logits: Sequence[Sequence[Value]], targets: Sequence[int]) -> Value:
     """Softmax cross entropy: logits holds one list of class scores per sample."""
     _check_batch(logits, targets, "cross_entropy")
@@ -1077,6 +1102,7 @@ class Optimizer:
         for p in self.params:
             p.grad = 0.0
 
+    @_collector_paused
     def step(self) -> None:
         """Update every parameter from its gradient. All or nothing: the new values and
         states are computed first and stored only when every one of them has been."""
@@ -1490,7 +1516,7 @@ def train(model: Module, X: Sequence[Sequence[float]], y: Sequence, loss: str | 
     steps = 0
     order = list(range(n))
     history, progress = History(), _Progress(epochs, verbose)
-    with _gc_paused():
+    with _gc_paused:
         for epoch in range(1, epochs + 1):
             start = time.perf_counter()
             if shuffle:
@@ -2125,7 +2151,7 @@ def bench(steps: int = 20, seed: int = 0, chain: int = 1_000_000) -> dict:
     opts = {name: SGD(models[name].parameters(), lr=BENCH_LR) for name in workloads}
     times = {name: [] for name in ("W0", *workloads)}
     losses = {name: [] for name in times}
-    with _gc_paused():
+    with _gc_paused:
         # Round robin, one step of each in turn, so that a slow spell of the machine
         # weighs on all three alike; the first round only warms up and is not counted.
         for round_ in range(steps + 1):
@@ -2161,7 +2187,7 @@ def bench(steps: int = 20, seed: int = 0, chain: int = 1_000_000) -> dict:
 
 
 def _chain_backward_seconds(ops: int) -> float:
-    with _gc_paused():
+    with _gc_paused:
         x = v = Value(1.0)
         for _ in range(ops):
             v = v * 1.0

@@ -229,7 +229,7 @@ def test_numerically_stable_at_large_inputs():
 def test_backward_through_a_million_ops_deep_chain():
     x = Value(1.0)
     v = x
-    with mg._gc_paused():  # the collector would only slow the building down
+    with mg._gc_paused:  # the collector would only slow the building down
         for _ in range(1_000_000):
             v = v.relu()
         v.backward()
@@ -311,7 +311,7 @@ def test_gradcheck_passes_and_catches_a_wrong_gradient():
     assert mg.gradcheck(lambda a, b: (a * b).tanh() + a.exp(), [0.3, -0.7])
 
     def broken(a):  # the value of a*a with a wrong local gradient
-        return mg._result(a.data * a.data, (a,), (a.data,), "bad")
+        return mg._node(a.data * a.data, (a,), (a.data,), "bad")
 
     with pytest.raises(ValueError, match="input 0"):
         mg.gradcheck(broken, [1.5])
