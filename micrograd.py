@@ -116,6 +116,61 @@ def _sigmoid(x: float) -> float:
     return e / (1.0 + e)
 
 
+# Activations on floats: each returns its value at x and its slope (derivative) there, so that
+# a Value method and a neuron's fused node (see _neuron) share one statement of both.
+
+def _linear_at(x: float) -> tuple[float, float]:
+    return x, 1.0
+
+
+def _tanh_at(x: float) -> tuple[float, float]:
+    t = math.tanh(x)
+    return t, (1.0 - t) * (1.0 + t)  # rather than 1 - t*t, which loses digits as |t| nears 1
+
+
+def _sigmoid_at(x: float) -> tuple[float, float]:
+    s = _sigmoid(x)
+    return s, s * (1.0 - s)
+
+
+def _relu_at(x: float) -> tuple[float, float]:
+    if x <= 0.0:
+        return 0.0, 0.0  # PyTorch's convention at the kink: relu'(0) = 0
+    return x, 1.0  # nan passes through, with slope 1, as in PyTorch
+
+
+def _leaky_relu_at(x: float, negative_slope: float = 0.01) -> tuple[float, float]:
+    slope = 1.0 if x > 0.0 else negative_slope
+    return x * slope, slope
+
+
+def _elu_at(x: float, alpha: float = 1.0) -> tuple[float, float]:
+    if not x <= 0.0:  # nan too, as in PyTorch: the value nan, the slope 1
+        return x, 1.0
+    return alpha * math.expm1(x), alpha * math.exp(x)
+
+
+def _gelu_at(x: float) -> tuple[float, float]:
+    cdf = 0.5 * (1.0 + math.erf(x / _SQRT2))
+    pdf = _INV_SQRT_2PI * math.exp(-0.5 * x * x)
+    return x * cdf, cdf + x * pdf
+
+
+def _silu_at(x: float) -> tuple[float, float]:
+    s = _sigmoid(x)
+    return x * s, s * (1.0 + x * (1.0 - s))
+
+
+def _softplus_at(x: float) -> tuple[float, float]:
+    if x > 20.0:
+        return x, 1.0
+    return math.log1p(math.exp(x)), _sigmoid(x)
+
+
+_ACTIVATIONS_AT = {"linear": _linear_at, "tanh": _tanh_at, "relu": _relu_at,
+                   "sigmoid": _sigmoid_at, "leaky_relu": _leaky_relu_at, "elu": _elu_at,
+                   "gelu": _gelu_at, "silu": _silu_at, "softplus": _softplus_at}
+
 _new_object = object.__new__
 
 # no_grad() is per thread, as in PyTorch: the threads inside a no_grad() block, each with how
@@ -279,50 +334,36 @@ class Value:
         return _node(out, (self,), (0.5 / out if out else math.inf,), "sqrt")
 
     def tanh(self) -> Value:
-        t = math.tanh(self.data)
-        # (1 - t)(1 + t) rather than 1 - t*t, which loses digits as |t| nears 1.
-        return _node(t, (self,), ((1.0 - t) * (1.0 + t),), "tanh")
+        return self._activation(_tanh_at, "tanh")
 
     def sigmoid(self) -> Value:
-        s = _sigmoid(self.data)
-        return _node(s, (self,), (s * (1.0 - s),), "sigmoid")
+        return self._activation(_sigmoid_at, "sigmoid")
 
     def relu(self) -> Value:
-        x = self.data
-        # PyTorch's conventions: relu'(0) = 0, and nan passes through (with slope 1).
-        if x <= 0.0:
-            return _node(0.0, (self,), _ZERO, "relu")
-        return _node(x, (self,), _ONE, "relu")
+        out, slope = _relu_at(self.data)
+        return _node(out, (self,), _ONE if slope else _ZERO, "relu")  # shared: relu is common
 
     def leaky_relu(self, negative_slope: float = 0.01) -> Value:
-        x = self.data
-        slope = 1.0 if x > 0.0 else negative_slope
-        return _node(x * slope, (self,), (slope,), "leaky_relu")
+        return self._activation(_leaky_relu_at, "leaky_relu", negative_slope)
 
     def elu(self, alpha: float = 1.0) -> Value:
-        x = self.data
-        if not x <= 0.0:  # nan too, as in PyTorch: the value nan, the slope 1
-            return _node(x, (self,), _ONE, "elu")
-        return _node(alpha * math.expm1(x), (self,), (alpha * math.exp(x),), "elu")
+        return self._activation(_elu_at, "elu", alpha)
 
     def gelu(self) -> Value:
         """The exact GELU, x * Phi(x), with Phi the standard normal CDF."""
-        x = self.data
-        cdf = 0.5 * (1.0 + math.erf(x / _SQRT2))
-        pdf = _INV_SQRT_2PI * math.exp(-0.5 * x * x)
-        return _node(x * cdf, (self,), (cdf + x * pdf,), "gelu")
+        return self._activation(_gelu_at, "gelu")
 
     def silu(self) -> Value:
-        x = self.data
-        s = _sigmoid(x)
-        return _node(x * s, (self,), (s * (1.0 + x * (1.0 - s)),), "silu")
+        return self._activation(_silu_at, "silu")
 
     def softplus(self) -> Value:
         """log(1 + exp(x)); like PyTorch, the identity above x = 20."""
-        x = self.data
-        if x > 20.0:
-            return _node(x, (self,), (1.0,), "softplus")
-        return _node(math.log1p(math.exp(x)), (self,), (_sigmoid(x),), "softplus")
+        return self._activation(_softplus_at, "softplus")
+
+    def _activation(self, at: Callable[..., tuple[float, float]], op: str,
+                    *options: float) -> Value:
+        out, slope = at(self.data, *options)
+        return _node(out, (self,), (slope,), op)
 
     # -- fused n-ary ops: one node where the elementary path would make many ----------------
 
@@ -353,20 +394,25 @@ class Value:
         contributions from this pass are summed on their own before being added to its grad,
         so two calls give exactly twice the gradient of one.
 
-        A node whose gradient is zero (a dead relu, a met hinge margin) is skipped when its
-        local gradients are finite, which their sum tells at C speed: it would add local * 0,
-        a zero, to each child's gradient, which starts this pass at +0.0 and so can never be
-        -0.0, and to which adding a zero changes no bit. An inf or nan local gradient makes
-        the sum inf or nan: that node is not skipped, and inf * 0 = nan flows on, as in PyTorch.
+        A node that would pass on only zeros is skipped: one whose gradient is zero (behind a
+        dead relu, a met hinge margin) and whose local gradients are finite, which their sum
+        tells at C speed, or one whose local gradients are all zero (a dead relu neuron) and
+        whose gradient is finite. Adding a zero to a child's gradient changes no bit of it: it
+        starts this pass at +0.0 and so can never become -0.0. An inf or nan makes the sum, or
+        the gradient, non-finite: that node is not skipped, and inf * 0 = nan flows on, as in
+        PyTorch.
         """
         with _gc_paused:
             order, leaves, earlier = _order_and_reset(self)
             self.grad = 1.0
             for node in reversed(order):
-                grad = node.grad
-                if not grad and _isfinite(sum(node._local_grads)):
-                    continue  # it would add only zeros (see _order_and_reset)
-                for child, local in zip(node._children, node._local_grads):
+                grad, local_grads = node.grad, node._local_grads
+                if not grad:  # each local * 0 is a zero if every local is finite
+                    if _isfinite(sum(local_grads)):
+                        continue
+                elif not any(local_grads) and _isfinite(grad):  # each 0 * grad is a zero
+                    continue
+                for child, local in zip(node._children, local_grads):
                     child.grad += local * grad
             for leaf, grad in zip(leaves, earlier):
                 leaf.grad = grad + leaf.grad
@@ -383,6 +429,33 @@ def _dot(weights: tuple, inputs: tuple, bias: Value | None) -> Value:
     if bias is None:
         return _node(total, (*weights, *inputs), (*x, *w), "dot")
     return _node(total + bias.data, (*weights, *inputs, bias), (*x, *w, 1.0), "dot")
+
+
+_ZEROS: dict[int, tuple] = {}  # one shared tuple of n zeros for each n asked for
+
+
+def _neuron(weights: tuple, inputs: tuple, bias: Value, activation: str) -> Value:
+    """activation(w . x + b) as one node, op 'relu(dot)' say: the local gradients of the dot
+    product (x for each w, w for each x, 1 for b) times the activation's slope at w . x + b.
+
+    It stands for a dot node and an activation node, in half the nodes. Where the slope is 0
+    (a dead relu) the local gradients are a shared tuple of zeros, as long as w . x + b is
+    finite: then every w and x is, and so every x * 0 and w * 0 is 0.
+    """
+    if activation == "linear":
+        return _dot(weights, inputs, bias)
+    w, x = [v.data for v in weights], [v.data for v in inputs]
+    z = sum(map(mul, w, x), 0.0) + bias.data
+    out, slope = _ACTIVATIONS_AT[activation](z)
+    children = (*weights, *inputs, bias)
+    if slope == 1.0:
+        local = (*x, *w, 1.0)
+    elif slope == 0.0 and _isfinite(z):
+        local = _ZEROS.get(len(children)) or _ZEROS.setdefault(len(children),
+                                                               (0.0,) * len(children))
+    else:
+        local = (*[v * slope for v in x], *[v * slope for v in w], slope)
+    return _node(out, children, local, f"{activation}(dot)")
 
 
 def _topological_order(root: Value) -> list[Value]:
@@ -789,14 +862,13 @@ class Neuron(Module):
         self.w = tuple(Value(uniform(-1.0, 1.0), "w") for _ in range(nin))
         self.b = Value(0.0, "b")
         self.activation = activation
-        self._act = ACTIVATIONS[activation]
 
     @_collector_paused
     def __call__(self, x: Sequence[Value | float]) -> Value:
         return self._forward(_inputs(x, len(self.w), "Neuron"))
 
     def _forward(self, x: tuple[Value, ...]) -> Value:
-        return self._act(_dot(self.w, x, self.b))
+        return _neuron(self.w, x, self.b, self.activation)
 
     def parameters(self) -> list[Value]:
         return [*self.w, self.b]
@@ -2044,17 +2116,78 @@ def plot_decision_boundary(model: Callable, X: Sequence[Sequence[float]], y: Seq
 # ---------------------------------------------------------------------------------------------
 # Benchmark: how close the engine comes to plain Python floats
 # ---------------------------------------------------------------------------------------------
-# Three ways to take one full-batch SGD step on the moons demo (100 samples, MLP 2-16-16-1,
-# relu hidden layers, linear output, hinge loss + 1e-4 * sum of squared parameters):
+# Ways to take one full-batch SGD step on the moons demo (100 samples, MLP 2-16-16-1, relu
+# hidden layers, linear output, hinge loss + 1e-4 * sum of squared parameters):
 #   W0  the floor: forward and backward written by hand with floats and lists, no autograd;
 #   W1  this file's MLP (a dot node and an activation node per neuron), losses and SGD;
-#   W2  the same network built from binary + and * only, to show the engine's cost per node.
+#   W2  the same network built from binary + and * only, to show the engine's cost per node;
+#   U   W1's step as a user writes it in a notebook: Python's collector on, as it is there;
+#   R2  W2's graph through the published closure design of micrograd (below), node for node.
+# W0, W1 and W2 run with the collector paused, as train() runs them; W0, U, W2 and R2 run with
+# it on, in a bare process and again beside a notebook-sized heap of live objects.
 
 BENCH_LR, BENCH_REG = 0.1, 1e-4
+NOTEBOOK_OBJECTS = 200_000
 
 
-def _bench_setup(seed: int) -> tuple[MLP, list, list[float]]:
-    X, y = make_moons(100, noise=0.1, seed=seed)
+class _ClosureValue:
+    """The original micrograd design, as a measuring stick for W2: each op stores a closure
+    that knows how to pass its gradient back, children sit in a set, and backward() sorts the
+    graph with a recursive search. A closure refers to the node that holds it, so every graph
+    is a web of reference cycles that only the collector can free."""
+
+    def __init__(self, data: float, children: tuple = (), op: str = "") -> None:
+        self.data, self.grad = data, 0.0
+        self._backward: Callable[[], None] = lambda: None
+        self._prev, self._op = set(children), op
+
+    def __add__(self, other: _ClosureValue | float) -> _ClosureValue:
+        other = other if isinstance(other, _ClosureValue) else _ClosureValue(other)
+        out = _ClosureValue(self.data + other.data, (self, other), "+")
+
+        def _backward() -> None:
+            self.grad += out.grad
+            other.grad += out.grad
+        out._backward = _backward
+        return out
+
+    def __mul__(self, other: _ClosureValue | float) -> _ClosureValue:
+        other = other if isinstance(other, _ClosureValue) else _ClosureValue(other)
+        out = _ClosureValue(self.data * other.data, (self, other), "*")
+
+        def _backward() -> None:
+            self.grad += other.data * out.grad
+            other.grad += self.data * out.grad
+        out._backward = _backward
+        return out
+
+    def relu(self) -> _ClosureValue:
+        out = _ClosureValue(self.data if self.data > 0 else 0.0, (self,), "relu")
+
+        def _backward() -> None:
+            self.grad += (out.data > 0) * out.grad
+        out._backward = _backward
+        return out
+
+    __radd__, __rmul__ = __add__, __mul__
+
+    def backward(self) -> None:
+        order, seen = [], set()
+
+        def visit(v: _ClosureValue) -> None:
+            if v not in seen:
+                seen.add(v)
+                for child in v._prev:
+                    visit(child)
+                order.append(v)
+        visit(self)
+        self.grad = 1.0
+        for v in reversed(order):
+            v._backward()
+
+
+def _bench_setup(seed: int, samples: int = 100) -> tuple[MLP, list, list[float]]:
+    X, y = make_moons(samples, noise=0.1, seed=seed)
     model = MLP(2, [16, 16, 1], activation="relu", output_activation="linear", seed=seed)
     return model, X, [2.0 * t - 1.0 for t in y]
 
@@ -2100,18 +2233,27 @@ def _w1_loss(model: MLP, X: list, labels: list[float]) -> Value:
     return hinge_loss([model(x) for x in X], labels) + BENCH_REG * Value.dot(params, params)
 
 
-def _w2_loss(model: MLP, X: list, labels: list[float]) -> Value:
-    def neuron(n: Neuron, x: list) -> Value:
-        act = sum(w * xi for w, xi in zip(n.w, x)) + n.b
-        return act if n.activation == "linear" else act.relu()
-
+def _binary_op_loss(layers: list, X: list, labels: list[float]) -> object:
+    """W2's loss from + and * alone, for any value class: layers holds (weights, biases)."""
     scores = []
     for x in X:
-        for layer in model.layers:
-            x = [neuron(n, x) for n in layer.neurons]
+        for i, (W, b) in enumerate(layers):
+            sums = [sum(w * xi for w, xi in zip(row, x)) + bias for row, bias in zip(W, b)]
+            x = sums if i == len(layers) - 1 else [act.relu() for act in sums]
         scores.append(x[0])
     data_loss = sum((1 + -t * s).relu() for s, t in zip(scores, labels)) * (1.0 / len(X))
-    return data_loss + BENCH_REG * sum(p * p for p in model.parameters())
+    params = [p for W, b in layers for p in (*(w for row in W for w in row), *b)]
+    return data_loss + BENCH_REG * sum(p * p for p in params)
+
+
+def _value_layers(model: MLP, make: Callable = lambda v: v) -> list:
+    """The model's (weights, biases) per layer, each parameter passed through make."""
+    return [([[make(w) for w in n.w] for n in layer.neurons], [make(n.b) for n in layer.neurons])
+            for layer in model.layers]
+
+
+def _w2_loss(model: MLP, X: list, labels: list[float]) -> Value:
+    return _binary_op_loss(_value_layers(model), X, labels)
 
 
 def _graph_step(loss_of: Callable, model: MLP, X: list, labels: list[float],
@@ -2121,6 +2263,18 @@ def _graph_step(loss_of: Callable, model: MLP, X: list, labels: list[float],
     loss.backward()
     opt.step()
     return loss.data  # the graph is freed on return: that is part of the step
+
+
+def _closure_step(layers: list, X: list, labels: list[float]) -> float:
+    """W2's step through the closure design, updated as the original demo does."""
+    loss = _binary_op_loss(layers, X, labels)
+    params = [p for W, b in layers for p in (*(w for row in W for w in row), *b)]
+    for p in params:
+        p.grad = 0.0
+    loss.backward()
+    for p in params:
+        p.data -= BENCH_LR * p.grad
+    return loss.data
 
 
 def _bytes_per_node(loss_of: Callable, model: MLP, X: list,
@@ -2140,47 +2294,104 @@ def _bytes_per_node(loss_of: Callable, model: MLP, X: list,
     return built / nodes, with_grads / nodes
 
 
-def bench(steps: int = 20, seed: int = 0, chain: int = 1_000_000) -> dict:
-    """Time W0, W1 and W2 over `steps` steps each and a backward through a chain of
-    `chain` ops (0 skips it); return the figures as a dict."""
-    model0, X, labels = _bench_setup(seed)
-    layers = [([[w.data for w in n.w] for n in layer.neurons],
-               [n.b.data for n in layer.neurons]) for layer in model0.layers]
-    workloads = {"W1": _w1_loss, "W2": _w2_loss}
-    models = {name: _bench_setup(seed)[0] for name in workloads}
-    opts = {name: SGD(models[name].parameters(), lr=BENCH_LR) for name in workloads}
-    times = {name: [] for name in ("W0", *workloads)}
-    losses = {name: [] for name in times}
+def _timed(step: Callable[[], float], times: list, losses: list) -> None:
+    start = time.perf_counter()
+    losses.append(step())
+    times.append(time.perf_counter() - start)
+
+
+def _round_robin(steps: dict[str, Callable[[], float]], rounds: int) -> dict[str, dict]:
+    """Run one step of each workload in turn, so that a slow spell of the machine weighs on
+    all alike; the first round only warms up. Returns each one's median and losses."""
+    times = {name: [] for name in steps}
+    losses = {name: [] for name in steps}
+    for round_ in range(rounds + 1):
+        for name, step in steps.items():
+            _timed(step, times[name], losses[name])
+        if round_ == 0:
+            for name in times:
+                del times[name][0]
+    return {name: {"ms_per_step": 1000 * statistics.median(times[name]),
+                   "losses": losses[name]} for name in steps}
+
+
+def _collector_on_rows(seed: int, samples: int, steps: int,
+                       graph_steps: int) -> dict[str, dict]:
+    """W0 and U round robin, then W2 and R2 each in a block of its own (R2's garbage is
+    freed only by the collector: mixed in, it would slow the others down), collector on."""
+    model0, X, labels = _bench_setup(seed, samples)
+    floor = [([[w.data for w in n.w] for n in layer.neurons],
+              [n.b.data for n in layer.neurons]) for layer in model0.layers]
+    user, binary = _bench_setup(seed)[0], _bench_setup(seed)[0]
+    user_opt, binary_opt = SGD(user.parameters(), lr=BENCH_LR), SGD(binary.parameters(),
+                                                                    lr=BENCH_LR)
+    closure = _value_layers(_bench_setup(seed)[0], lambda v: _ClosureValue(v.data))
+    gc.collect()
+    rows = _round_robin({"W0": lambda: _w0_step(floor, X, labels),
+                         "U": lambda: _graph_step(_w1_loss, user, X, labels, user_opt)}, steps)
+    gc.collect()
+    rows |= _round_robin({"W2": lambda: _graph_step(_w2_loss, binary, X, labels, binary_opt)},
+                         graph_steps)
+    gc.collect()
+    rows |= _round_robin({"R2": lambda: _closure_step(closure, X, labels)}, graph_steps)
+    gc.collect()
+    return rows
+
+
+def _notebook_heap() -> tuple[list, str]:
+    """About NOTEBOOK_OBJECTS live objects that the collector tracks, aged into its oldest
+    generation as a notebook's are, and matplotlib.pyplot imported where it is installed."""
+    heap = [[i, (i,)] for i in range(NOTEBOOK_OBJECTS // 2)]  # a list and a tuple each
+    try:
+        import matplotlib.pyplot  # noqa: F401
+        what = f"{NOTEBOOK_OBJECTS:,} objects and matplotlib.pyplot"
+    except ImportError:
+        what = f"{NOTEBOOK_OBJECTS:,} objects (matplotlib is not installed)"
+    gc.collect()
+    return heap, what
+
+
+def bench(steps: int = 20, seed: int = 0, chain: int = 1_000_000, notebook: bool = True,
+          samples: int = 100) -> dict:
+    """Time W0, W1 and W2 with the collector paused over `steps` steps each, then W0, U, W2
+    and R2 with it on (W2 and R2 over a quarter as many steps), in a bare process and, if
+    `notebook`, beside a notebook-sized heap; and a backward through a chain of `chain` ops
+    (0 skips it). `samples` sets the size of the moons set. Return the figures as a dict."""
+    model0, X, labels = _bench_setup(seed, samples)
+    floor = [([[w.data for w in n.w] for n in layer.neurons],
+              [n.b.data for n in layer.neurons]) for layer in model0.layers]
+    models = {name: _bench_setup(seed)[0] for name in ("W1", "W2")}
+    opts = {name: SGD(model.parameters(), lr=BENCH_LR) for name, model in models.items()}
     with _gc_paused:
-        # Round robin, one step of each in turn, so that a slow spell of the machine
-        # weighs on all three alike; the first round only warms up and is not counted.
-        for round_ in range(steps + 1):
-            start = time.perf_counter()
-            losses["W0"].append(_w0_step(layers, X, labels))
-            times["W0"].append(time.perf_counter() - start)
-            for name, loss_of in workloads.items():
-                start = time.perf_counter()
-                losses[name].append(_graph_step(loss_of, models[name], X, labels, opts[name]))
-                times[name].append(time.perf_counter() - start)
-            if round_ == 0:
-                for name in times:
-                    del times[name][0]
-        rows = {name: {"ms_per_step": 1000 * statistics.median(times[name]),
-                       "losses": losses[name]} for name in times}
-        for name, loss_of in workloads.items():
+        rows = _round_robin({
+            "W0": lambda: _w0_step(floor, X, labels),
+            "W1": lambda: _graph_step(_w1_loss, models["W1"], X, labels, opts["W1"]),
+            "W2": lambda: _graph_step(_w2_loss, models["W2"], X, labels, opts["W2"])}, steps)
+        for name, loss_of in (("W1", _w1_loss), ("W2", _w2_loss)):
             row = rows[name]
             row["nodes_per_step"] = len(_topological_order(loss_of(models[name], X, labels)))
             row["nodes_per_second"] = row["nodes_per_step"] / row["ms_per_step"] * 1000
             row["bytes_per_node"], row["bytes_per_node_with_grads"] = _bytes_per_node(
                 loss_of, models[name], X, labels)
-    floor = rows["W0"]["ms_per_step"]
-    for row in rows.values():
-        row["ratio_to_w0"] = row["ms_per_step"] / floor
+    graph_steps = max(1, steps // 4)
+    heaps = {"bare process": _collector_on_rows(seed, samples, steps, graph_steps)}
+    notebook_what = None
+    if notebook:
+        heap, notebook_what = _notebook_heap()
+        heaps["notebook heap"] = _collector_on_rows(seed, samples, steps, graph_steps)
+        del heap
+    for table in (rows, *heaps.values()):
+        for row in table.values():
+            row["ratio_to_w0"] = row["ms_per_step"] / table["W0"]["ms_per_step"]
+    for table in heaps.values():
+        table["R2"]["ratio_to_w2"] = table["R2"]["ms_per_step"] / table["W2"]["ms_per_step"]
+    all_losses = [row["losses"] for table in (rows, *heaps.values()) for row in table.values()]
     agree = all(math.isclose(a, b, rel_tol=1e-9)
-                for name in ("W1", "W2")
-                for a, b in zip(rows["W0"]["losses"], rows[name]["losses"]))
-    result = {"steps": steps, "python": sys.version.split()[0], "platform": sys.platform,
-              "cpus": os.cpu_count(), "workloads": rows, "losses_agree": agree}
+                for losses in all_losses for a, b in zip(rows["W0"]["losses"], losses))
+    result = {"steps": steps, "graph_steps": graph_steps, "samples": samples,
+              "python": sys.version.split()[0], "platform": sys.platform,
+              "cpus": os.cpu_count(), "workloads": rows,
+              "collector_on": heaps, "notebook_heap": notebook_what, "losses_agree": agree}
     if chain:
         result["chain"] = {"ops": chain, "backward_seconds": _chain_backward_seconds(chain)}
     return result
@@ -2199,15 +2410,18 @@ def _chain_backward_seconds(ops: int) -> float:
 
 
 BENCH_NAMES = {"W0": "W0 floor: floats by hand", "W1": "W1 MLP: dot nodes",
-               "W2": "W2 binary + and * only"}
+               "W2": "W2 binary + and * only", "U": "U  the user's own loop",
+               "R2": "R2 W2 by closures"}
 
 
 def format_bench(result: dict) -> str:
-    """The bench figures as a table; its layout stays stable so runs can be compared."""
-    lines = [f"micrograd.py bench: median of {result['steps']} steps, Python "
-             f"{result['python']} on {result['platform']}, {result['cpus']} cpus",
+    """The bench figures as tables; their layout stays stable so runs can be compared."""
+    lines = [f"micrograd.py bench: median of {result['steps']} steps ({result['graph_steps']} "
+             f"for W2 and R2 with the collector on), Python {result['python']} on "
+             f"{result['platform']}, {result['cpus']} cpus",
              f"{'workload':<26}{'ms/step':>9}{'nodes/step':>12}{'nodes/s':>11}"
-             f"{'bytes/node':>12}{'first loss':>13}{'x W0':>7}"]
+             f"{'bytes/node':>12}{'first loss':>13}{'x W0':>7}",
+             "collector paused (as in train()):"]
     for name, row in result["workloads"].items():
         nodes = row.get("nodes_per_step")
         lines.append(
@@ -2215,11 +2429,19 @@ def format_bench(result: dict) -> str:
             + (f"{nodes:>12,}{row['nodes_per_second']:>11,.0f}{row['bytes_per_node']:>12.1f}"
                if nodes else f"{'-':>12}{'-':>11}{'-':>12}")
             + f"{row['losses'][0]:>13.8f}{row['ratio_to_w0']:>7.2f}")
+    for heap, table in result["collector_on"].items():
+        where = f"beside {result['notebook_heap']}" if heap == "notebook heap" else heap
+        lines.append(f"collector on, {where}:")
+        for name, row in table.items():
+            lines.append(f"{BENCH_NAMES[name]:<26}{row['ms_per_step']:>9.2f}{'':>35}"
+                         f"{row['losses'][0]:>13.8f}{row['ratio_to_w0']:>7.2f}"
+                         + (f"  ({row['ratio_to_w2']:.1f} x W2)" if "ratio_to_w2" in row
+                            else ""))
     lines.append("bytes/node: the graph as the forward pass builds it; after backward(): "
                  + ", ".join(f"{name} {row['bytes_per_node_with_grads']:.1f}"
                              for name, row in result["workloads"].items()
                              if "bytes_per_node_with_grads" in row))
-    lines.append("losses of W0, W1, W2 agree to 1e-9 at every step: "
+    lines.append("losses of every workload agree with W0's to 1e-9 at every step: "
                  + ("yes" if result["losses_agree"] else "NO"))
     if "chain" in result:
         chain = result["chain"]
@@ -2410,6 +2632,8 @@ def build_parser() -> argparse.ArgumentParser:
                            default=1_000_000, metavar="OPS",
                            help=f"ops in the chain (default 1,000,000, at most {MAX_CHAIN:,}; "
                                 "0 skips it)")
+    bench_cmd.add_argument("--samples", type=lambda text: _whole(text, 2, MAX_SAMPLES),
+                           default=100, help="size of the moons set (default 100)")
     bench_cmd.add_argument("--json", action="store_true", help="print the figures as JSON")
     bench_cmd.set_defaults(command_parser=bench_cmd)
     return parser
@@ -2646,7 +2870,7 @@ def run_bench(args: argparse.Namespace) -> None:
         print(f"timing {args.steps} steps of W0, W1 and W2"
               + (f" and a chain of {args.chain:,} ops" if args.chain else "")
               + " (a few seconds)...", file=sys.stderr)
-    result = bench(steps=args.steps, chain=args.chain)
+    result = bench(steps=args.steps, chain=args.chain, samples=args.samples)
     print(json.dumps(result, indent=1) if args.json else format_bench(result))
 
 
