@@ -432,11 +432,14 @@ def _dot(weights: tuple, inputs: tuple, bias: Value | None) -> Value:
 
 
 _ZEROS: dict[int, tuple] = {}  # one shared tuple of n zeros for each n asked for
+_FUSED_OPS = {name: f"{name}(dot)" for name in _ACTIVATIONS_AT}
 
 
-def _neuron(weights: tuple, inputs: tuple, bias: Value, activation: str) -> Value:
+def _neuron(weights: tuple, bias: Value, inputs: tuple, x: list[float],
+            activation: str) -> Value:
     """activation(w . x + b) as one node, op 'relu(dot)' say: the local gradients of the dot
     product (x for each w, w for each x, 1 for b) times the activation's slope at w . x + b.
+    x holds the inputs' data: a layer's neurons share it.
 
     It stands for a dot node and an activation node, in half the nodes. Where the slope is 0
     (a dead relu) the local gradients are a shared tuple of zeros, as long as w . x + b is
@@ -444,7 +447,7 @@ def _neuron(weights: tuple, inputs: tuple, bias: Value, activation: str) -> Valu
     """
     if activation == "linear":
         return _dot(weights, inputs, bias)
-    w, x = [v.data for v in weights], [v.data for v in inputs]
+    w = [v.data for v in weights]
     z = sum(map(mul, w, x), 0.0) + bias.data
     out, slope = _ACTIVATIONS_AT[activation](z)
     children = (*weights, *inputs, bias)
@@ -455,7 +458,7 @@ def _neuron(weights: tuple, inputs: tuple, bias: Value, activation: str) -> Valu
                                                                (0.0,) * len(children))
     else:
         local = (*[v * slope for v in x], *[v * slope for v in w], slope)
-    return _node(out, children, local, f"{activation}(dot)")
+    return _node(out, children, local, _FUSED_OPS[activation])
 
 
 def _topological_order(root: Value) -> list[Value]:
@@ -865,10 +868,11 @@ class Neuron(Module):
 
     @_collector_paused
     def __call__(self, x: Sequence[Value | float]) -> Value:
-        return self._forward(_inputs(x, len(self.w), "Neuron"))
+        x = _inputs(x, len(self.w), "Neuron")
+        return self._forward(x, [v.data for v in x])
 
-    def _forward(self, x: tuple[Value, ...]) -> Value:
-        return _neuron(self.w, x, self.b, self.activation)
+    def _forward(self, x: tuple[Value, ...], x_data: list[float]) -> Value:
+        return _neuron(self.w, self.b, x, x_data, self.activation)
 
     def parameters(self) -> list[Value]:
         return [*self.w, self.b]
@@ -902,7 +906,8 @@ class Layer(Module):
         return self._forward(_inputs(x, self.nin, "Layer"))
 
     def _forward(self, x: tuple[Value, ...]) -> list[Value]:
-        return [n._forward(x) for n in self.neurons]
+        x_data = [v.data for v in x]  # read once for all the neurons
+        return [n._forward(x, x_data) for n in self.neurons]
 
     def parameters(self) -> list[Value]:
         return [p for n in self.neurons for p in n.parameters()]
