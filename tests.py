@@ -1831,3 +1831,175 @@ def test_drawing_flags_fail_before_training_without_matplotlib(tmp_path):
 def test_sizes_that_would_exhaust_memory_are_refused_up_front(args, limit):
     result = run_cli_within(2**30, *args)
     assert result.returncode == 2 and limit in result.stderr, result.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# Speed where users run it: fused neurons, skipped zeros and the collector's state
+# ---------------------------------------------------------------------------------------------
+
+def plain_backward(root: Value) -> None:
+    """backward() as the plain chain rule, no node skipped: the reference for the fast one."""
+    order = mg._topological_order(root)
+    for v in order:
+        v.grad = 0.0
+    root.grad = 1.0
+    for node in reversed(order):
+        for child, local in zip(node._children, node._local_grads):
+            child.grad += local * node.grad
+
+
+def same_float(a: float, b: float) -> bool:
+    return (math.isnan(a) and math.isnan(b)) or (a == b and math.copysign(1, a) ==
+                                                  math.copysign(1, b))
+
+
+def close_or_both_nan(a: float, b: float, rel: float = 1e-12) -> bool:
+    if math.isnan(a) or math.isnan(b):
+        return math.isnan(a) and math.isnan(b)
+    if math.isinf(a) or math.isinf(b):
+        return a == b
+    return abs(a - b) <= rel * max(1.0, abs(b))
+
+
+@pytest.mark.parametrize("activation", [a for a in mg.ACTIVATIONS if a != "linear"])
+def test_a_fused_neuron_matches_its_dot_and_activation_nodes(activation):
+    rng = random.Random(7)
+    inputs = [[rng.uniform(-2, 2) for _ in range(4)] for _ in range(30)]
+    inputs += [[0.0] * 4, [NAN, 1.0, 2.0, 3.0], [math.inf, 0.5, 0.5, 0.5],
+               [1e300, 1e300, -1e300, 1e300]]
+    for x in inputs:
+        neuron = mg.Neuron(4, activation, rng=random.Random(len(x) + int(x[1] * 100)))
+        if x == [0.0] * 4:
+            neuron.b.data = 0.0  # the kink itself
+        xs = [Value(v) for v in x]
+        fused = neuron(xs)
+        assert fused._op == f"{activation}(dot)" and len(fused._children) == 9
+        (fused * 1.5).backward()
+        fused_grads = [v.grad for v in [*neuron.w, neuron.b, *xs]]
+        neuron.zero_grad()
+        xs2 = [Value(v) for v in x]
+        plain = mg.ACTIVATIONS[activation](Value.dot(neuron.w, xs2, neuron.b))
+        (plain * 1.5).backward()
+        assert close_or_both_nan(fused.data, plain.data), (activation, x)
+        for a, b in zip(fused_grads, [v.grad for v in [*neuron.w, neuron.b, *xs2]]):
+            assert close_or_both_nan(a, b), (activation, x, a, b)
+
+
+def test_a_dead_relu_neuron_shares_one_tuple_of_zeros_and_passes_nothing_back():
+    layer = mg.Layer(3, 4, "relu", rng=random.Random(1))
+    for n in layer.neurons:
+        n.b.data = -100.0  # every neuron dead
+    outs = layer([0.5, -0.2, 0.1])
+    assert all(v.data == 0.0 for v in outs)
+    assert len({id(v._local_grads) for v in outs}) == 1
+    Value.sum(outs).backward()
+    assert all(p.grad == 0.0 for p in layer.parameters())
+
+
+def random_relu_graph(rng: random.Random) -> tuple[Value, list[Value]]:
+    """A loss through relus and hinges where many gradients are exactly zero."""
+    model = mg.MLP(3, [6, 6, 1], activation="relu", output_activation="linear",
+                   seed=rng.randint(0, 10**6))
+    X = [[rng.uniform(-1, 1) for _ in range(3)] for _ in range(12)]
+    y = [rng.choice((-1.0, 1.0)) for _ in X]
+    scores = [model(x) for x in X]
+    binary = sum((1 + -t * s).relu() for s, t in zip(scores, y)) * (1 / len(X))
+    return mg.hinge_loss(scores, y) + binary, model.parameters()
+
+
+def test_skipping_zero_gradients_gives_the_plain_chain_rule_bit_for_bit():
+    rng = random.Random(11)
+    skipped_somewhere = False
+    for _ in range(20):
+        loss, params = random_relu_graph(rng)
+        order = mg._topological_order(loss)
+        loss.backward()
+        fast = [v.grad for v in order]
+        skipped_somewhere |= any(not v.grad for v in order if v._children)
+        plain_backward(loss)
+        assert all(same_float(a, v.grad) for a, v in zip(fast, order))
+    assert skipped_somewhere
+
+
+@pytest.mark.parametrize("build", [
+    lambda x: 0.0 * x.sqrt(),  # zero gradient, infinite local gradient: nan, as in PyTorch
+    lambda x: (x * math.inf).relu() * 0.0,
+    lambda x: mg.Layer(1, 1, "relu", rng=random.Random(0))([x])[0] * 1e308 * 1e308,
+    lambda x: Value.dot([x, x], [Value(math.inf), Value(1.0)]) * 0.0,
+])
+def test_no_inf_or_nan_local_gradient_is_skipped(build):
+    x = Value(0.0)
+    root = build(x)
+    root.backward()
+    fast = x.grad
+    plain_backward(root)
+    assert same_float(fast, x.grad) and math.isnan(fast)
+
+
+def overlapping_pauses(first_out: str) -> list[bool]:
+    """Threads A and B pause the collector, then leave in the order given; returns whether
+    each saw it on inside its pause, and checks it stays off until both have left."""
+    entered = {name: threading.Event() for name in "AB"}
+    leave = {name: threading.Event() for name in "AB"}
+    during = []
+
+    def hold(name):
+        with mg._gc_paused:
+            entered[name].set()
+            leave[name].wait(10)
+            during.append(gc.isenabled())
+
+    threads = {name: run_in_thread(lambda n=name: hold(n)) for name in "AB"}
+    assert entered["A"].wait(10) and entered["B"].wait(10)
+    second = "B" if first_out == "A" else "A"
+    leave[first_out].set()
+    threads[first_out].join(10)
+    assert not gc.isenabled()  # the other thread is still inside
+    leave[second].set()
+    threads[second].join(10)
+    return during
+
+
+def test_the_collector_is_left_as_the_caller_had_it_after_nested_failing_and_threaded_calls():
+    model = mg.MLP(2, [3, 1], seed=0)
+    for enabled in (True, False):
+        gc.enable() if enabled else gc.disable()
+        try:
+            with mg._gc_paused:
+                with mg._gc_paused:
+                    assert not gc.isenabled()
+                model([1.0, 2.0])  # a call that pauses, nested in another
+                assert not gc.isenabled()
+            assert gc.isenabled() == enabled
+            with pytest.raises(ValueError):
+                model([1.0])  # fails inside its pause
+            with pytest.raises(TypeError):
+                mg.mse_loss([model([1.0, 2.0])], ["x"])
+            assert gc.isenabled() == enabled
+            for first_out in ("A", "B"):  # two threads whose pauses overlap, in both orders
+                assert overlapping_pauses(first_out) == [False, False]
+                assert gc.isenabled() == enabled
+            assert mg._gc_paused.count == 0
+        finally:
+            gc.enable()
+
+
+def test_many_threads_training_and_predicting_leave_the_collector_on():
+    assert gc.isenabled()
+    thresholds = gc.get_threshold()
+    X, y = mg.make_moons(20, seed=0)
+    errors = []
+
+    def work(seed):
+        try:
+            model = mg.MLP(2, [4, 1], seed=seed)
+            mg.train(model, X, y, loss="bce", epochs=3, verbose=False)
+            mg.predict(model, X)
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [run_in_thread(lambda s=s: work(s)) for s in range(6)]
+    for t in threads:
+        t.join(30)
+    assert errors == [] and gc.isenabled() and mg._gc_paused.count == 0
+    assert gc.get_threshold() == thresholds
