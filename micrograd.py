@@ -197,14 +197,18 @@ def _node(data: float, children: tuple, local_grads: tuple, op: str) -> Value:
 
 
 class _CollectorPause:
-    """`with _gc_paused:` pauses Python's cyclic garbage collector while a graph is built,
-    walked or updated inside this file's functions.
+    """`with _gc_paused:` pauses Python's cyclic garbage collector while this file walks or
+    updates a graph (backward, an optimizer's step) or trains a network (train, bench).
 
     The graph has no cycles, so the collector would find nothing in it, yet every few hundred
     new objects it would scan the young ones, and now and then every object the program holds
     (in a notebook, hundreds of thousands). Pauses nest and overlap across threads: a count
     under a lock, and the last one to end turns the collector back on if it was on when the
     first began, exceptions included. Its thresholds are never touched.
+
+    Pausing it around each call that builds part of a graph (a network's forward pass, a loss)
+    was measured too and bought nothing: the collections are only put off to the caller's next
+    allocation, and the collector then scans the same objects.
     """
 
     def __init__(self) -> None:
@@ -866,7 +870,6 @@ class Neuron(Module):
         self.b = Value(0.0, "b")
         self.activation = activation
 
-    @_collector_paused
     def __call__(self, x: Sequence[Value | float]) -> Value:
         x = _inputs(x, len(self.w), "Neuron")
         return self._forward(x, [v.data for v in x])
@@ -901,7 +904,6 @@ class Layer(Module):
         self.neurons = [Neuron(nin, activation, rng) for _ in range(nout)]
         self.nin, self.activation = nin, activation
 
-    @_collector_paused
     def __call__(self, x: Sequence[Value | float]) -> list[Value]:
         return self._forward(_inputs(x, self.nin, "Layer"))
 
@@ -951,7 +953,6 @@ class MLP(Module):
         self.nin, self.nouts = nin, list(nouts)
         self.activation, self.output_activation = activation, output_activation
 
-    @_collector_paused
     def __call__(self, x: Sequence[Value | float]) -> Value | list[Value]:
         x = _inputs(x, self.nin, "MLP")
         for layer in self.layers:
@@ -1018,7 +1019,6 @@ def _squared_error(p: Value, t: float) -> Value:
     return _node(diff * diff, (p,), (2.0 * diff,), "sq_err")
 
 
-@_collector_paused
 def mse_loss(preds: Sequence[Value], targets: Sequence[float]) -> Value:
     """Mean squared error."""
     _check_batch(preds, targets, "mse_loss")
@@ -1033,7 +1033,6 @@ def _hinge(score: Value, y: float) -> Value:
     return _node(margin, (score,), (-y,), "hinge")  # a nan margin passes, as in relu
 
 
-@_collector_paused
 def hinge_loss(scores: Sequence[Value], labels: Sequence[float]) -> Value:
     """The SVM loss max(0, 1 - y * score), for labels -1 and +1."""
     _check_batch(scores, labels, "hinge_loss")
@@ -1051,7 +1050,6 @@ def _bce_with_logit(x: Value, y: float) -> Value:
     return _node(loss, (x,), (_sigmoid(z) - y,), "bce")
 
 
-@_collector_paused
 def bce_with_logits_loss(logits: Sequence[Value], labels: Sequence[float]) -> Value:
     """Binary cross entropy on raw scores (logits), for labels 0 and 1."""
     _check_batch(logits, labels, "bce_with_logits_loss")
@@ -1074,7 +1072,6 @@ def _cross_entropy_one(logits: tuple[Value, ...], target: int) -> Value:
     return _node(loss, logits, local, "ce")
 
 
-@_collector_paused
 def cross_entropy(logits: Sequence[Sequence[Value]], targets: Sequence[int]) -> Value:
     """Softmax cross entropy: logits holds one list of class scores per sample."""
     _check_batch(logits, targets, "cross_entropy")
