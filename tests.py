@@ -1684,11 +1684,11 @@ def test_a_killed_save_leaves_at_most_one_temporary_file(tmp_path):
             "while True:\n    m.save('m.json')\n")
     env = {**os.environ, "PYTHONPATH": str(HERE)}
     rng = random.Random(0)
-    for _ in range(6):
+    for _ in range(4):
         process = subprocess.Popen([sys.executable, "-c", code], cwd=tmp_path, env=env,
                                    stdout=subprocess.PIPE, text=True)
         assert process.stdout.readline() == "ready\n"
-        time.sleep(rng.uniform(0.05, 0.4))
+        time.sleep(rng.uniform(0.05, 0.3))
         process.send_signal(signal.SIGKILL)
         process.wait(10)
         process.stdout.close()
