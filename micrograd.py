@@ -1425,6 +1425,8 @@ class History:
         self.val_loss: list[float] = []
         self.val_accuracy: list[float | None] = []
         self.seconds: list[float] = []
+        self.loss_name = ""  # what train() was given, for titles: 'hinge', 'Adam (lr 0.05)'
+        self.optimizer = ""
 
     def __len__(self) -> int:
         return len(self.loss)
@@ -1581,6 +1583,7 @@ def train(model: Module, X: Sequence[Sequence[float]], y: Sequence, loss: str | 
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size!r}")
     _check_finite_data(X, y)
+    history, progress = History(), _Progress(epochs, verbose)
     loss_fn = _loss_function(loss)
     opt = _make_optimizer(optimizer, model.parameters(), lr, weight_decay)
     bad = _first_non_finite(model) if isinstance(model, Module) else None
@@ -1588,8 +1591,9 @@ def train(model: Module, X: Sequence[Sequence[float]], y: Sequence, loss: str | 
         raise ValueError(f"the model has a non-finite parameter before training: {bad}")
     rng = random.Random(seed)
     steps = 0
+    history.loss_name = loss if isinstance(loss, str) else getattr(loss, "__name__", "custom")
+    history.optimizer = f"{type(opt).__name__} (lr {opt.lr:g})"
     order = list(range(n))
-    history, progress = History(), _Progress(epochs, verbose)
     with _gc_paused:
         for epoch in range(1, epochs + 1):
             start = time.perf_counter()
@@ -2051,66 +2055,138 @@ def _port(centre: tuple, size: tuple, along: int, side: int) -> tuple[float, flo
     return (x, y - side * size[1] / 2)
 
 
-def plot_history(history: History, path: str | None = None, show: bool = False) -> Figure:
-    """Loss per epoch (and validation loss), with accuracy on a second axis when known."""
-    fig = _figure(576, 360)
-    ax = fig.add_subplot()
-    epochs = range(1, len(history) + 1)
-    ax.plot(epochs, history.loss, color="#1f77b4", label="loss")
-    if history.val_loss:
-        ax.plot(epochs, history.val_loss, color="#1f77b4", linestyle="--", label="val_loss")
+def _epoch_axis(ax: object) -> None:
+    from matplotlib.ticker import MaxNLocator
+
     ax.set_xlabel("epoch")
-    ax.set_ylabel("loss")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # no epoch 2.5
     ax.grid(alpha=0.3)
-    handles, labels = ax.get_legend_handles_labels()
-    if any(a is not None for a in history.accuracy):
-        ax2 = ax.twinx()
-        ax2.plot(epochs, [100 * (a or 0) for a in history.accuracy], color="#2ca02c",
-                 label="accuracy")
-        if any(a is not None for a in history.val_accuracy):
-            ax2.plot(epochs, [100 * (a or 0) for a in history.val_accuracy], color="#2ca02c",
-                     linestyle="--", label="val_accuracy")
-        ax2.set_ylabel("accuracy (%)")
-        ax2.set_ylim(0, 101)
-        more_handles, more_labels = ax2.get_legend_handles_labels()
-        handles, labels = handles + more_handles, labels + more_labels
-    ax.legend(handles, labels, loc="center right")
-    ax.set_title("training")
+
+
+def plot_history(history: History, path: str | None = None, show: bool = False,
+                 title: str | None = None) -> Figure:
+    """Loss per epoch beside accuracy per epoch (when the labels are classes); validation
+    dashed; titled with the loss and the optimizer that train() used."""
+    has_accuracy = any(a is not None for a in history.accuracy)
+    fig = _figure(720 if has_accuracy else 432, 324)
+    epochs = list(range(1, len(history) + 1))
+    panels = fig.subplots(1, 2) if has_accuracy else [fig.subplots(1, 1)]
+    curves = [("loss", history.loss, history.val_loss)]
+    if has_accuracy:
+        curves.append(("accuracy (%)", [100 * (a or 0.0) for a in history.accuracy],
+                       [100 * (a or 0.0) for a in history.val_accuracy]))
+    for ax, (name, train_values, val_values) in zip(panels, curves):
+        ax.plot(epochs, train_values, color="#1f77b4", marker="." if len(epochs) < 30 else "",
+                label="training")
+        if val_values:
+            ax.plot(epochs, val_values, color="#ff7f0e", linestyle="--", label="validation")
+        _epoch_axis(ax)
+        ax.set_ylabel(name)
+        ax.legend(loc="best", frameon=True, framealpha=0.9)
+    if has_accuracy:
+        panels[1].set_ylim(-2, 102)
+    loss_name = f"{history.loss_name} loss" if history.loss_name else "loss"
+    fig.suptitle(title or ", ".join(filter(None, [loss_name, history.optimizer])))
     fig.tight_layout()
     return _finish(fig, path, show)
 
 
+_CLASS_COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b",
+                  "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
+
+
+def _softmax(row: list[float]) -> list[float]:
+    top = max(row)
+    exps = [math.exp(v - top) for v in row]
+    total = sum(exps)
+    return [e / total for e in exps]
+
+
+def _classes_of(labels: list) -> list[int]:
+    """Class indices of labels: -1/+1 and 0/1 become 0 and 1, indices stay as they are."""
+    if set(labels) <= {-1, 1}:
+        return [1 if t > 0 else 0 for t in labels]
+    return [int(t) for t in labels]
+
+
 def plot_decision_boundary(model: Callable, X: Sequence[Sequence[float]], y: Sequence,
                            path: str | None = None, show: bool = False,
-                           resolution: int = 80) -> Figure:
-    """The class each point of the plane gets from a 2-input model, with the data on top."""
+                           resolution: int = 100, val: tuple[Sequence, Sequence] | None = None,
+                           dataset: str | None = None) -> Figure:
+    """The plane as a 2-input model sees it, with the samples on top.
+
+    One output: the background shades the model's score (blue below 0, red above) and a
+    black line marks where it is 0. Several outputs (one per class): each region takes its
+    class's colour, paler where the model is less sure (the softmax probability), with lines
+    where the class changes. Samples are coloured by their class, validation samples
+    (`val`) hollow; the title gives the accuracy. The grid is evaluated without building a
+    graph.
+    """
+    import numpy as np
+    from matplotlib.colors import TwoSlopeNorm, to_rgb
+    from matplotlib.lines import Line2D
+
     X, y = [list(map(float, p)) for p in X], list(y)  # numpy arrays too
     if not X or len(X[0]) != 2:
         raise ValueError("plot_decision_boundary needs samples with 2 inputs, got "
                          f"{len(X[0]) if X else 0}")
-    xs, ys = [p[0] for p in X], [p[1] for p in X]
+    val_X, val_y = ([list(map(float, p)) for p in val[0]], list(val[1])) if val else ([], [])
+    everything = X + val_X
+    xs, ys = [p[0] for p in everything], [p[1] for p in everything]
     gx = _linspace(min(xs) - 0.5, max(xs) + 0.5, resolution)
     gy = _linspace(min(ys) - 0.5, max(ys) + 0.5, resolution)
     scores = predict(model, [[a, b] for b in gy for a in gx])
-    if isinstance(scores[0], list):  # one score per class: the largest wins
-        grid = [row.index(max(row)) for row in scores]
-        classes = max(max(grid), max(int(t) for t in y)) + 1
-        levels = [i - 0.5 for i in range(classes + 1)]
-        point_class = [int(t) for t in y]
-    else:
-        grid = [1 if s > 0 else 0 for s in scores]
-        levels, classes = [-0.5, 0.5, 1.5], 2
-        point_class = [1 if t > 0 else 0 for t in y]
-    cells = [grid[i * resolution:(i + 1) * resolution] for i in range(resolution)]
-    fig = _figure(432, 432)
+    fig = _figure(468, 396)
     ax = fig.add_subplot()
-    cmap = "coolwarm" if classes == 2 else "viridis"
-    ax.contourf(gx, gy, cells, levels=levels, cmap=cmap, alpha=0.35)
-    ax.scatter(xs, ys, c=point_class, cmap=cmap, vmin=0, vmax=classes - 1, s=24,
-               edgecolors="black", linewidths=0.6)
+    if isinstance(scores[0], list):  # one score per class
+        probs = [_softmax(row) for row in scores]
+        n_classes = max(len(scores[0]), max(_classes_of(y + val_y)) + 1)
+        best = np.array([row.index(max(row)) for row in probs]).reshape(resolution, resolution)
+        sure = np.array([max(row) for row in probs]).reshape(resolution, resolution)
+        colours = np.array([to_rgb(_CLASS_COLOURS[k % 10]) for k in range(n_classes)])
+        image = 1.0 - (1.0 - colours[best]) * (0.15 + 0.45 * sure)[..., None]  # over white
+        ax.imshow(image, origin="lower", extent=(gx[0], gx[-1], gy[0], gy[-1]),
+                  interpolation="bilinear", aspect="auto")
+        for k in range(n_classes):  # the edge of each class's region
+            margin = np.array([p[k] - max(p[:k] + p[k + 1:]) for p in probs])
+            if margin.min() < 0 < margin.max():
+                ax.contour(gx, gy, margin.reshape(resolution, resolution), levels=[0.0],
+                           colors="black", linewidths=1.0)
+    else:
+        n_classes = 2
+        grid = np.array(scores).reshape(resolution, resolution)
+        reach = max(float(np.abs(grid).max()), 1e-9)
+        shading = ax.contourf(gx, gy, grid, levels=41, cmap="RdBu_r", alpha=0.75,
+                              norm=TwoSlopeNorm(0.0, -reach, reach))
+        fig.colorbar(shading, ax=ax, label="model score", shrink=0.85)
+        if grid.min() < 0 < grid.max():
+            ax.contour(gx, gy, grid, levels=[0.0], colors="black", linewidths=1.2)
+        colours = np.array([to_rgb(c) for c in ("#2166ac", "#b2182b")])
+    handles = []
+    for k in range(n_classes):
+        points = [p for p, c in zip(X, _classes_of(y)) if c == k]
+        if points:
+            ax.scatter(*zip(*points), color=colours[k], s=26, edgecolors="black",
+                       linewidths=0.6, zorder=3)
+        handles.append(Line2D([], [], marker="o", linestyle="", color=colours[k],
+                              markeredgecolor="black", label=f"class {k}"))
+        held_out = [p for p, c in zip(val_X, _classes_of(val_y)) if c == k]
+        if held_out:
+            ax.scatter(*zip(*held_out), facecolors="white", edgecolors=colours[k], s=30,
+                       linewidths=1.6, marker="D", zorder=3)
+    if val_X:
+        handles.append(Line2D([], [], marker="D", linestyle="", markerfacecolor="white",
+                              markeredgecolor="black", label="validation"))
+    handles.append(Line2D([], [], color="black", label="decision boundary"))
+    ax.legend(handles=handles, loc="best", fontsize="small", framealpha=0.9)
     ax.set_xlim(gx[0], gx[-1])
     ax.set_ylim(gy[0], gy[-1])
-    ax.set_title("decision boundary")
+    ax.set_xlabel("x0 (first input)")
+    ax.set_ylabel("x1 (second input)")
+    parts = [f"accuracy {_percent(accuracy(predict(model, X), y))}"]
+    if val_X:
+        parts.append(f"validation {_percent(accuracy(predict(model, val_X), val_y))}")
+    ax.set_title(f"{dataset + ': ' if dataset else ''}{', '.join(parts)}")
     fig.tight_layout()
     return _finish(fig, path, show)
 
@@ -2755,7 +2831,7 @@ def _say(args: argparse.Namespace, line: str) -> None:
 
 
 def _write_outputs(args: argparse.Namespace, model: MLP, history: History, X: list, y: list,
-                   loss: str) -> None:
+                   loss: str, val: tuple[list, list] | None) -> None:
     if args.save:
         try:
             model.save(args.save)
@@ -2766,7 +2842,8 @@ def _write_outputs(args: argparse.Namespace, model: MLP, history: History, X: li
         _draw(lambda: plot_history(history, args.plot), args.plot)
         _say(args, f"training curves saved to {args.plot}")
     if args.boundary:
-        _draw(lambda: plot_decision_boundary(model, X, y, args.boundary), args.boundary)
+        _draw(lambda: plot_decision_boundary(model, X, y, args.boundary, val=val,
+                                             dataset=args.dataset), args.boundary)
         _say(args, f"decision boundary saved to {args.boundary}")
     if args.graph:
         sample_loss = _sample_loss(model, X[0], y[0], loss)
@@ -2864,7 +2941,7 @@ def run_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None
         if val_accuracy is not None:
             summary += f", val_accuracy {_percent(val_accuracy)}"
     print(summary + f" ({_plural(epochs, 'epoch')} in {seconds:.3g} s)")
-    _write_outputs(args, model, history, X_train, y_train, loss)
+    _write_outputs(args, model, history, X_train, y_train, loss, val)
 
 
 def run_bench(args: argparse.Namespace) -> None:

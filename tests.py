@@ -2003,3 +2003,79 @@ def test_many_threads_training_and_predicting_leave_the_collector_on():
         t.join(30)
     assert errors == [] and gc.isenabled() and mg._gc_paused.count == 0
     assert gc.get_threshold() == thresholds
+
+
+# ---------------------------------------------------------------------------------------------
+# Plots fit for a textbook
+# ---------------------------------------------------------------------------------------------
+
+def legend_texts(ax) -> list[str]:
+    legend = ax.get_legend()
+    return [t.get_text() for t in legend.get_texts()] if legend else []
+
+
+def test_history_plot_has_two_panels_whole_epochs_and_a_title_naming_loss_and_optimizer():
+    pytest.importorskip("matplotlib")
+    X, y = mg.make_moons(40, seed=0)
+    model = mg.MLP(2, [6, 1], activation="relu", output_activation="linear", seed=0)
+    history = mg.train(model, X[:30], y[:30], loss="bce", optimizer="adam", epochs=7,
+                       verbose=False, val=(X[30:], y[30:]))
+    fig = mg.plot_history(history)
+    loss_ax, accuracy_ax = fig.axes
+    assert fig._suptitle.get_text() == "bce loss, Adam (lr 0.05)"
+    for ax, name in ((loss_ax, "loss"), (accuracy_ax, "accuracy (%)")):
+        assert ax.get_xlabel() == "epoch" and ax.get_ylabel() == name
+        assert legend_texts(ax) == ["training", "validation"]
+        ticks = [t for t in ax.get_xticks() if 1 <= t <= 7]
+        assert ticks and all(float(t).is_integer() for t in ticks)
+        train_line, val_line = ax.get_lines()
+        assert train_line.get_linestyle() == "-" and val_line.get_linestyle() == "--"
+    no_classes = mg.train(mg.MLP(1, [1], seed=0), [[0.5], [1.0]], [0.2, 0.4], epochs=2,
+                          verbose=False)
+    assert len(mg.plot_history(no_classes).axes) == 1  # no accuracy without classes
+
+
+def test_decision_boundary_shades_scores_draws_the_line_and_names_everything():
+    pytest.importorskip("matplotlib")
+    X, y = mg.make_moons(60, seed=0)
+    model = mg.MLP(2, [8, 1], activation="relu", output_activation="linear", seed=0)
+    mg.train(model, X[:45], [2 * t - 1 for t in y[:45]], loss="hinge", optimizer="adam",
+             epochs=10, verbose=False)
+    start = time.perf_counter()
+    fig = mg.plot_decision_boundary(model, X[:45], y[:45], val=(X[45:], y[45:]),
+                                    dataset="moons")
+    assert time.perf_counter() - start < 2.0
+    ax = fig.axes[0]
+    assert ax.get_xlabel() and ax.get_ylabel()
+    expected = f"moons: accuracy {mg._percent(mg.accuracy(mg.predict(model, X[:45]), y[:45]))}"
+    assert ax.get_title().startswith(expected + ", validation ")
+    assert legend_texts(ax) == ["class 0", "class 1", "validation", "decision boundary"]
+    assert fig.axes[1].get_ylabel() == "model score"  # the colour bar of the shading
+    kinds = [type(c).__name__ for c in ax.collections]
+    assert kinds.count("PathCollection") == 4  # training and validation points, each class
+    assert len([k for k in kinds if "Contour" in k]) == 2  # the shading and the line
+
+
+def test_decision_boundary_colours_three_classes_like_their_points():
+    pytest.importorskip("matplotlib")
+    from matplotlib.colors import to_rgb
+
+    X, y = mg.make_spiral(60, seed=0)
+    model = mg.MLP(2, [8, 3], activation="relu", output_activation="linear", seed=0)
+    mg.train(model, X, y, loss="ce", optimizer="adam", epochs=5, verbose=False)
+    fig = mg.plot_decision_boundary(model, X, y, resolution=30)
+    ax = fig.axes[0]
+    assert legend_texts(ax) == ["class 0", "class 1", "class 2", "decision boundary"]
+    image = ax.get_images()[0].get_array()
+    grid_x, grid_y = mg._linspace(*ax.get_xlim(), 30), mg._linspace(*ax.get_ylim(), 30)
+    scores = mg.predict(model, [[a, b] for b in grid_y for a in grid_x])
+    points = [c for c in ax.collections if type(c).__name__ == "PathCollection"]
+    for k, scatter in enumerate(points):
+        point_rgb = tuple(scatter.get_facecolor()[0][:3])
+        assert point_rgb == pytest.approx(to_rgb(mg._CLASS_COLOURS[k]))
+        cells = [i for i, row in enumerate(scores) if row.index(max(row)) == k]
+        if cells:  # the region of class k is a paler shade of the same colour
+            r, c = divmod(cells[0], 30)
+            region = image[r][c][:3]
+            tint = [(1 - region[j]) / (1 - point_rgb[j]) for j in range(3) if point_rgb[j] < 0.9]
+            assert max(tint) - min(tint) < 0.05
