@@ -2435,6 +2435,9 @@ def bench(steps: int = 20, seed: int = 0, chain: int = 1_000_000, notebook: bool
     and R2 with it on (W2 and R2 over a quarter as many steps), in a bare process and, if
     `notebook`, beside a notebook-sized heap; and a backward through a chain of `chain` ops
     (0 skips it). `samples` sets the size of the moons set. Return the figures as a dict."""
+    graph_steps = max(1, steps // 4)
+    # the bare process first, before the big graphs of W2 have grown the allocator's arenas
+    heaps = {"bare process": _collector_on_rows(seed, samples, steps, graph_steps)}
     model0, X, labels = _bench_setup(seed, samples)
     floor = [([[w.data for w in n.w] for n in layer.neurons],
               [n.b.data for n in layer.neurons]) for layer in model0.layers]
@@ -2451,8 +2454,6 @@ def bench(steps: int = 20, seed: int = 0, chain: int = 1_000_000, notebook: bool
             row["nodes_per_second"] = row["nodes_per_step"] / row["ms_per_step"] * 1000
             row["bytes_per_node"], row["bytes_per_node_with_grads"] = _bytes_per_node(
                 loss_of, models[name], X, labels)
-    graph_steps = max(1, steps // 4)
-    heaps = {"bare process": _collector_on_rows(seed, samples, steps, graph_steps)}
     notebook_what = None
     if notebook:
         heap, notebook_what = _notebook_heap()
