@@ -866,7 +866,7 @@ class Neuron(Module):
         nin = _size(nin, "nin")
         _check_activation(activation)
         uniform = (rng or random).uniform
-        self.w = tuple(Value(uniform(-1.0, 1.0), "w") for _ in range(nin))
+        self.w = tuple(Value(uniform(-1.0, 1.0), f"w{i}") for i in range(nin))
         self.b = Value(0.0, "b")
         self.activation = activation
 
@@ -903,6 +903,9 @@ class Layer(Module):
         _check_activation(activation)
         self.neurons = [Neuron(nin, activation, rng) for _ in range(nout)]
         self.nin, self.activation = nin, activation
+        for j, neuron in enumerate(self.neurons):  # where each parameter lives: N3.w2
+            for p in neuron.parameters():
+                p.label = f"N{j}.{p.label}"
 
     def __call__(self, x: Sequence[Value | float]) -> list[Value]:
         return self._forward(_inputs(x, self.nin, "Layer"))
@@ -951,6 +954,9 @@ class MLP(Module):
                              output_activation if i == last else activation, rng)
                        for i in range(len(nouts))]
         self.nin, self.nouts = nin, list(nouts)
+        for k, layer in enumerate(self.layers):  # L1.N3.w2: layer 1, neuron 3, weight 2
+            for p in layer.parameters():
+                p.label = f"L{k}.{p.label}"
         self.activation, self.output_activation = activation, output_activation
 
     def __call__(self, x: Sequence[Value | float]) -> Value | list[Value]:
@@ -1656,41 +1662,72 @@ def _op_key(v: Value) -> tuple[str, Value]:
     return ("op", v)
 
 
-def _graph_nodes(root: Value) -> tuple[list, list]:
-    """The keys to draw (Values, and ("op", v) for each v made by an op) and the edges
-    child -> op -> result, in a deterministic order, without recursion."""
-    keys, edges = [], []
-    for v in _topological_order(root):
+def _graph_nodes(root: Value, fold: bool = False) -> tuple[list, list, dict]:
+    """The keys to draw (Values, and ("op", v) for each v made by an op), the edges
+    child -> op -> result, in a deterministic order, without recursion, and what each op
+    folds. With fold, a leaf that feeds exactly one op is drawn inside that op's box (a
+    neuron's weights and bias, a constant) instead of as a box of its own: folded maps the
+    op's key to those leaves."""
+    order = _topological_order(root)
+    uses: dict[Value, int] = {}
+    if fold:
+        for v in order:
+            for child in set(v._children):
+                if not child._children:
+                    uses[child] = uses.get(child, 0) + 1
+    keys, edges, folded = [], [], {}
+    for v in order:
         if v._children:
             op = _op_key(v)
             seen = set()
             for child in v._children:
-                if child not in seen:  # a + a draws one arrow
-                    seen.add(child)
+                if child in seen:  # a + a draws one arrow
+                    continue
+                seen.add(child)
+                if uses.get(child) == 1:
+                    folded.setdefault(op, []).append(child)
+                else:
                     edges.append((child, op))
             keys.append(op)
             edges.append((op, v))
-        keys.append(v)
-    return keys, edges
+        if uses.get(v) != 1 or v is root:
+            keys.append(v)
+    return keys, edges, folded
 
 
 def _is_virtual(key: object) -> bool:
     return isinstance(key, tuple) and key[0] == "virtual"
 
 
-def _box_text(key: object) -> str:
+def _leaf_kind(leaf: Value) -> str:
+    """What a folded leaf is called in its op's box: 'w' for 'L1.N3.w2', its value if
+    it has no label."""
+    if not leaf.label:
+        return f"{leaf.data:g}"
+    return leaf.label.rsplit(".", 1)[-1].rstrip("0123456789") or leaf.label
+
+
+def _fold_summary(leaves: list[Value]) -> str:
+    """'16 w + b': the folded leaves of an op, counted by kind in the order they come."""
+    counts: dict[str, int] = {}
+    for leaf in leaves:
+        kind = _leaf_kind(leaf)
+        counts[kind] = counts.get(kind, 0) + 1
+    return " + ".join(kind if n == 1 else f"{n} {kind}" for kind, n in counts.items())
+
+
+def _box_text(key: object, folded: Sequence[Value] = ()) -> str:
     if isinstance(key, tuple):
-        return key[1]._op
+        return f"{key[1]._op} \u00b7 {_fold_summary(folded)}" if folded else key[1]._op
     label = f"{key.label} | " if key.label else ""
     return f"{label}data {key.data:.4f} | grad {key.grad:.4f}"
 
 
-def _box_size(key: object) -> tuple[float, float]:
-    """(width, height) in points of the box that shows key."""
-    text = _box_text(key)
+def _box_size(text: str, is_op: bool) -> tuple[float, float]:
+    """(width, height) in points of the box that shows text."""
     width = len(text) * _CHAR_WIDTH + 2 * _PAD_X
     height = _FONT_SIZE * 1.25 + 2 * _PAD_Y
-    if isinstance(key, tuple):  # an op: an ellipse around a short word
+    if is_op:  # an ellipse around a short word
         width = max(width + _PAD_X, height)
     return width, height
 
@@ -1879,29 +1916,33 @@ def _cross_positions(layers: list, up: dict, down: dict, cross_size: dict) -> di
     return pos
 
 
-def layout_graph(root: Value, rankdir: str = "LR") -> tuple[dict, list]:
+def layout_graph(root: Value, rankdir: str = "LR", fold: bool = False) -> tuple[dict, list]:
     """Positions for drawing the graph of root: (pos, edges).
 
     pos maps each Value to the centre (x, y) of its box, and ("op", v) to the centre of the
     op that made v, in points with y pointing up; edges lists (from_key, to_key) pairs:
-    child -> op -> result. Deterministic, and iterative, so deep graphs are fine.
+    child -> op -> result. Deterministic, and iterative, so deep graphs are fine. With fold,
+    each leaf that feeds exactly one op is left out: draw_graph writes it inside that op.
     """
-    pos, edges, _, _ = _layout(root, rankdir)
+    pos, edges, _, _, _ = _layout(root, rankdir, fold)
     return {k: xy for k, xy in pos.items() if not _is_virtual(k)}, edges
 
 
-def _layout(root: Value, rankdir: str) -> tuple[dict, list, dict, dict]:
+def _layout(root: Value, rankdir: str,
+            fold: bool = False) -> tuple[dict, list, dict, dict, dict]:
     """layout_graph() with the virtual points: (pos, edges, the route of each edge, the size
-    of each box). A virtual point's size spans its rank, so that an edge crosses a rank
-    straight, in the clear lane between two boxes, and bends only between ranks."""
+    of each box, the text of each box). A virtual point's size spans its rank, so that an
+    edge crosses a rank straight, in the clear lane between two boxes, and bends only
+    between ranks."""
     if rankdir not in ("LR", "TB"):
         raise ValueError(f"rankdir must be 'LR' or 'TB', got {rankdir!r}")
-    keys, edges = _graph_nodes(root)
+    keys, edges, folded = _graph_nodes(root, fold)
     rank = _rank_nodes(keys, edges)
     layers, short, routes = _add_virtual_points(keys, edges, rank)
     up, down = _neighbours([k for layer in layers for k in layer], short)
     layers = _order_ranks(layers, up, down)
-    size = {k: _box_size(k) for k in keys}
+    text = {k: _box_text(k, folded.get(k, ())) for k in keys}
+    size = {k: _box_size(text[k], isinstance(k, tuple)) for k in keys}
     along, across = (0, 1) if rankdir == "LR" else (1, 0)
     cross_size = {k: size[k][across] if k in size else 0.0 for layer in layers for k in layer}
     cross = _cross_positions(layers, up, down, cross_size)
@@ -1918,7 +1959,7 @@ def _layout(root: Value, rankdir: str) -> tuple[dict, list, dict, dict]:
         for k in layer:
             a, c = rank_pos[r], cross[k]
             pos[k] = (a, -c) if rankdir == "LR" else (c, -a)
-    return _shift_to_origin(pos, size), edges, routes, size
+    return _shift_to_origin(pos, size), edges, routes, size, text
 
 
 def _shift_to_origin(pos: dict, size: dict) -> dict:
@@ -1990,21 +2031,33 @@ def _count_nodes(root: Value, limit: int) -> int:
     return len(seen)
 
 
+def _drawn_values(root: Value, limit: int, fold: bool) -> int:
+    """How many value boxes the drawing of root would have, counting no further than about
+    limit + 1 (folded, a graph may hold many more Values than it draws)."""
+    count = _count_nodes(root, limit if not fold else 50 * limit)
+    if not fold or count > 50 * limit:
+        return count
+    keys = _graph_nodes(root, fold=True)[0]
+    return sum(not isinstance(k, tuple) for k in keys)
+
+
 def draw_graph(root: Value, path: str | None = None, show: bool = False, rankdir: str = "LR",
-               max_nodes: int = 300, params: Iterable[Value] = ()) -> Figure:
+               max_nodes: int = 300, params: Iterable[Value] = (), fold: bool = False) -> Figure:
     """Draw the computation graph of root: a box per Value (label, data, grad), a red ellipse
     per op, an arrow per dependency. Values in `params` are filled blue, other leaves grey.
+    With fold, a leaf that feeds exactly one op is written inside that op (a neuron's
+    weights and bias: 'relu(dot) · 16 w + b'), which makes a network's graph readable.
     Saves to path (.png, .svg or .pdf) when given; returns the matplotlib Figure."""
-    count = _count_nodes(root, max_nodes)
+    count = _drawn_values(root, max_nodes, fold)
     if count > max_nodes:
         raise ValueError(
-            f"the graph has more than {max_nodes} values ({count} counted before stopping): "
-            "draw a smaller part, such as one neuron or the loss of one sample, or raise "
-            "max_nodes")
+            f"the graph has more than {max_nodes} values to draw ({count} counted before "
+            "stopping): draw a smaller part, such as one neuron or the loss of one sample"
+            + ("" if fold else ", fold it (fold=True)") + ", or raise max_nodes")
     from matplotlib.collections import LineCollection
     from matplotlib.patches import Ellipse, FancyArrowPatch, FancyBboxPatch
 
-    pos, edges, routes, size = _layout(root, rankdir)
+    pos, edges, routes, size, text = _layout(root, rankdir, fold)
     params = set(params)
     width = max(x + size[k][0] / 2 for k, (x, y) in pos.items()) + _MARGIN
     height = max(y + size[k][1] / 2 for k, (x, y) in pos.items()) + _MARGIN
@@ -2022,14 +2075,14 @@ def draw_graph(root: Value, path: str | None = None, show: bool = False, rankdir
         if isinstance(key, tuple):
             ax.add_patch(Ellipse((x, y), w, h, facecolor="#fde8e8", edgecolor=_OP_COLOR,
                                  linewidth=1.2, zorder=2))
-            ax.text(x, y, _box_text(key), color=_OP_COLOR, **text_style)
+            ax.text(x, y, text[key], color=_OP_COLOR, **text_style)
             continue
         fill = (_PARAM_FILL if key in params else _RESULT_FILL if key._children
                 else _LEAF_FILL)
         ax.add_patch(FancyBboxPatch((x - w / 2 + 3, y - h / 2 + 3), w - 6, h - 6,
                                     boxstyle="round,pad=3", facecolor=fill,
                                     edgecolor="#333333", linewidth=1.0, zorder=2))
-        ax.text(x, y, _box_text(key), **text_style)
+        ax.text(x, y, text[key], **text_style)
     along = 0 if rankdir == "LR" else 1
     lines = []
     for a, b in edges:
@@ -2817,7 +2870,17 @@ def _format_predictions(scores: list) -> str:
     return " ".join(one(s) for s in scores)
 
 
-GRAPH_LIMIT = 1500  # values in a `train --graph` picture: a 2-16-16-1 network has about 400
+# `train --graph` draws the loss of one sample. Past FOLD_ABOVE values (a 2-16-16-1 network
+# has about 170) it folds each neuron's weights and bias into its op; past GRAPH_LIMIT boxes
+# even the folded picture would be unreadable.
+FOLD_ABOVE = 150
+GRAPH_LIMIT = 600
+
+
+def _graph_plan(root: Value) -> tuple[bool, int]:
+    """(fold?, the number of value boxes to draw) for the picture of root."""
+    fold = _count_nodes(root, FOLD_ABOVE) > FOLD_ABOVE
+    return fold, _drawn_values(root, GRAPH_LIMIT, fold)
 
 
 def _sample_loss(model: MLP, x: list, y: float | int, loss: str) -> Value:
@@ -2851,8 +2914,15 @@ def _write_outputs(args: argparse.Namespace, model: MLP, history: History, X: li
     if args.graph:
         sample_loss = _sample_loss(model, X[0], y[0], loss)
         sample_loss.backward()
+        fold, boxes = _graph_plan(sample_loss)
+        if fold:
+            _say(args, f"the loss of sample 0 has {len(_topological_order(sample_loss))} "
+                       f"values: drawing it folded, each neuron's weights and bias inside "
+                       f"its op ({boxes} value boxes)")
+        if boxes > 100:  # a second or more
+            _say(args, f"drawing {args.graph}...")
         _draw(lambda: draw_graph(sample_loss, args.graph, params=model.parameters(),
-                                 max_nodes=GRAPH_LIMIT), args.graph)
+                                 max_nodes=GRAPH_LIMIT, fold=fold), args.graph)
         _say(args, f"graph of the loss of sample 0 saved to {args.graph}")
 
 
@@ -2905,10 +2975,10 @@ def run_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None
         model = MLP(len(X[0]), [*(args.hidden or task["hidden"]), nout],
                     activation=args.activation or task["activation"],
                     output_activation="tanh" if loss == "mse" else "linear", seed=args.seed)
-    if args.graph and _count_nodes(_sample_loss(model, X[0], targets[0], loss),
-                                   GRAPH_LIMIT) > GRAPH_LIMIT:
+    if args.graph and _graph_plan(_sample_loss(model, X[0], targets[0], loss))[1] > GRAPH_LIMIT:
         raise CommandError(f"cannot draw {args.graph}: the loss of one sample has more than "
-                           f"{GRAPH_LIMIT} values; train a smaller network (--hidden)")
+                           f"{GRAPH_LIMIT} values even folded; train a smaller network "
+                           "(--hidden)")
     optim = args.optim or task["optim"]
     epochs = args.epochs or task["epochs"]
     opt = _make_optimizer(optim, model.parameters(), args.lr, args.weight_decay)

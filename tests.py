@@ -997,8 +997,8 @@ def test_train_command_save_load_and_failures(tmp_path):
         "missing file": (["--load", str(tmp_path / "absent.json")], "no such file"),
         "not json": (["--load", str(HERE / "tests.py")], "not JSON"),
         "architecture": (["--load", str(model_path), "--dataset", "moons"], "3 inputs"),
-        "graph too big": (["--graph", str(tmp_path / "g.png"), "--hidden", "40,40"],
-                          "more than 1500 values"),
+        "graph too big": (["--graph", str(tmp_path / "g.png"), "--hidden", "400,400"],
+                          "more than 600 values even folded"),
     }
     for name, (flags, message) in failures.items():
         result = run_cli("train", *flags)
@@ -1068,7 +1068,7 @@ def reused_node_graph():
 
 def graphviz_crossings(root, rankdir: str) -> int:
     """Crossings in graphviz dot's own layout of the same graph, counted the same way."""
-    keys, edges = mg._graph_nodes(root)
+    keys, edges, _ = mg._graph_nodes(root)
     name = {k: f"n{i}" for i, k in enumerate(keys)}
     lines = [f"digraph G {{ rankdir={rankdir}; node [shape=box fontname=monospace];"]
     lines += [f'{name[k]} [label="{mg._box_text(k)}"];' for k in keys]
@@ -2079,3 +2079,61 @@ def test_decision_boundary_colours_three_classes_like_their_points():
             region = image[r][c][:3]
             tint = [(1 - region[j]) / (1 - point_rgb[j]) for j in range(3) if point_rgb[j] < 0.9]
             assert max(tint) - min(tint) < 0.05
+
+
+# ---------------------------------------------------------------------------------------------
+# A readable picture of a real network: folding, and parameters named by where they live
+# ---------------------------------------------------------------------------------------------
+
+def test_mlp_names_each_parameter_by_where_it_lives():
+    model = mg.MLP(2, [3, 1], seed=0)
+    labels = [p.label for p in model.parameters()]
+    assert labels[:3] == ["L0.N0.w0", "L0.N0.w1", "L0.N0.b"]
+    assert labels[-4:] == ["L1.N0.w0", "L1.N0.w1", "L1.N0.w2", "L1.N0.b"]
+    assert len(set(labels)) == len(labels) == 13
+    assert [p.label for p in mg.Layer(2, 2).parameters()] == ["N0.w0", "N0.w1", "N0.b",
+                                                               "N1.w0", "N1.w1", "N1.b"]
+    loaded_labels = [p.label for p in mg.MLP(**model.config()).parameters()]
+    assert loaded_labels == labels
+
+
+def test_folding_draws_each_leaf_that_feeds_one_op_inside_it():
+    model = mg.MLP(2, [16, 16, 1], activation="relu", output_activation="linear", seed=0)
+    loss = mg.hinge_loss([model([0.5, -0.3])], [1.0])
+    keys, edges, folded = mg._graph_nodes(loss, fold=True)
+    values = [k for k in keys if not isinstance(k, tuple)]
+    params = set(model.parameters())
+    assert not params & set(values)  # every weight and bias sits inside its neuron's op
+    assert 30 <= len(values) <= 60 and len(mg._graph_nodes(loss)[0]) > 5 * len(keys)
+    texts = {mg._box_text(k, folded.get(k, ())) for k in keys if isinstance(k, tuple)}
+    middle = "\u00b7"
+    assert {f"relu(dot) {middle} 2 w + b", f"relu(dot) {middle} 16 w + b",
+            f"dot {middle} 16 w + b"} <= texts
+    assert all(a in keys and b in keys for a, b in edges)
+    x0 = next(k for k in values if k.label == "x0")  # an input feeds 16 ops: not folded
+    assert sum(a is x0 for a, _ in edges) == 16
+    pos, layout_edges = mg.layout_graph(loss, fold=True)
+    assert set(pos) == set(keys) and layout_edges == edges
+
+
+def test_folded_drawing_of_a_real_network_fits_a_screen(tmp_path):
+    pytest.importorskip("matplotlib")
+    model = mg.MLP(2, [16, 16, 1], activation="relu", output_activation="linear", seed=0)
+    loss = mg.hinge_loss([model([0.5, -0.3])], [1.0])
+    loss.backward()
+    with pytest.raises(ValueError, match="fold it"):
+        mg.draw_graph(loss, max_nodes=100)
+    fig = mg.draw_graph(loss, str(tmp_path / "net.png"), fold=True, max_nodes=100)
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert "relu(dot) \u00b7 16 w + b" in texts and not any("L0.N0.w0" in t for t in texts)
+    width, height = png_size(tmp_path / "net.png")
+    assert width * height < 4_000_000
+
+
+def test_train_graph_folds_a_big_network_and_says_so(tmp_path):
+    result = run_cli("train", "--dataset", "moons", "--epochs", "1", "--graph", "g.png",
+                     cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"has \d+ values: drawing it folded", result.stdout)
+    small = run_cli("train", "--epochs", "1", "--graph", "s.png", cwd=tmp_path)
+    assert "folded" not in small.stdout and (tmp_path / "s.png").exists()
