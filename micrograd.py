@@ -2874,7 +2874,7 @@ def _format_predictions(scores: list) -> str:
 # has about 170) it folds each neuron's weights and bias into its op; past GRAPH_LIMIT boxes
 # even the folded picture would be unreadable.
 FOLD_ABOVE = 150
-GRAPH_LIMIT = 600
+GRAPH_LIMIT = 400
 
 
 def _graph_plan(root: Value) -> tuple[bool, int]:

@@ -997,8 +997,8 @@ def test_train_command_save_load_and_failures(tmp_path):
         "missing file": (["--load", str(tmp_path / "absent.json")], "no such file"),
         "not json": (["--load", str(HERE / "tests.py")], "not JSON"),
         "architecture": (["--load", str(model_path), "--dataset", "moons"], "3 inputs"),
-        "graph too big": (["--graph", str(tmp_path / "g.png"), "--hidden", "400,400"],
-                          "more than 600 values even folded"),
+        "graph too big": (["--graph", str(tmp_path / "g.png"), "--hidden", "200,200"],
+                          "more than 400 values even folded"),
     }
     for name, (flags, message) in failures.items():
         result = run_cli("train", *flags)
@@ -1240,12 +1240,15 @@ def test_plots_write_files(tmp_path):
 
 def test_train_command_pictures(tmp_path):
     pytest.importorskip("matplotlib")
-    result = run_cli("train", "--dataset", "xor", "--epochs", "30", "--plot", "curves.png",
-                     "--boundary", "boundary.png", "--graph", "graph.svg", cwd=tmp_path)
+    result = run_cli("train", "--dataset", "moons", "--samples", "30", "--epochs", "3",
+                     "--val-split", "0.2", "--plot", "curves.png", "--boundary", "boundary.png",
+                     "--graph", "graph.svg", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert png_size(tmp_path / "curves.png")[0] > 300
     assert png_size(tmp_path / "boundary.png")[0] > 300
     assert (tmp_path / "graph.svg").read_bytes().startswith(b"<?xml")
+    # the loss of one sample through a 2-16-16-1 network: drawn folded, and said so
+    assert re.search(r"has \d+ values: drawing it folded", result.stdout)
     toy = run_cli("train", "--boundary", "b.png", cwd=tmp_path)
     assert toy.returncode == 2 and "2 inputs" in toy.stderr and not (tmp_path / "b.png").exists()
 
@@ -1684,7 +1687,7 @@ def test_a_killed_save_leaves_at_most_one_temporary_file(tmp_path):
             "while True:\n    m.save('m.json')\n")
     env = {**os.environ, "PYTHONPATH": str(HERE)}
     rng = random.Random(0)
-    for _ in range(4):
+    for _ in range(3):
         process = subprocess.Popen([sys.executable, "-c", code], cwd=tmp_path, env=env,
                                    stdout=subprocess.PIPE, text=True)
         assert process.stdout.readline() == "ready\n"
@@ -2128,12 +2131,3 @@ def test_folded_drawing_of_a_real_network_fits_a_screen(tmp_path):
     assert "relu(dot) \u00b7 16 w + b" in texts and not any("L0.N0.w0" in t for t in texts)
     width, height = png_size(tmp_path / "net.png")
     assert width * height < 4_000_000
-
-
-def test_train_graph_folds_a_big_network_and_says_so(tmp_path):
-    result = run_cli("train", "--dataset", "moons", "--epochs", "1", "--graph", "g.png",
-                     cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    assert re.search(r"has \d+ values: drawing it folded", result.stdout)
-    small = run_cli("train", "--epochs", "1", "--graph", "s.png", cwd=tmp_path)
-    assert "folded" not in small.stdout and (tmp_path / "s.png").exists()
