@@ -1987,33 +1987,50 @@ def _figure(width_pt: float, height_pt: float) -> Figure:
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(width_pt / 72.0, height_pt / 72.0))
-    fig._repr_png_ = lambda: _png_bytes(fig)  # a bare Figure shows only as text in Jupyter
+    fig._repr_png_ = lambda: _notebook_png(fig)  # a bare Figure shows only as text in Jupyter
     return fig
 
 
-def _png_bytes(fig: Figure) -> bytes:
+def _png_bytes(fig: Figure, dpi: float) -> bytes:
     import io
 
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=_dpi(fig))
+    fig.savefig(buffer, format="png", dpi=dpi)
     return buffer.getvalue()
+
+
+def _notebook_png(fig: Figure) -> tuple[bytes, dict]:
+    """What a notebook shows: the PNG drawn at twice the pixels it is shown at, so that text
+    stays sharp on any screen and when the notebook shrinks it to the column's width (up to
+    Agg's size limit, for the largest graphs)."""
+    dpi = _dpi(fig)
+    width, height = fig.get_size_inches() * dpi
+    sharp = min(2 * dpi, _AGG_LIMIT / max(fig.get_size_inches()))
+    return _png_bytes(fig, sharp), {"width": round(width), "height": round(height)}
+
+
+_AGG_LIMIT = 30000.0  # pixels on a side; matplotlib's Agg renderer refuses more than 2**16
 
 
 def _dpi(fig: Figure) -> float:
     """100 dots per inch, less for a figure so large that it would pass Agg's pixel limit."""
-    return min(100.0, 30000.0 / max(fig.get_size_inches()))
+    return min(100.0, _AGG_LIMIT / max(fig.get_size_inches()))
 
 
 def _finish(fig: Figure, path: str | None, show: bool) -> Figure:
     """Save fig to path (format from its extension, written atomically) and show it."""
     if path is not None:
+        from matplotlib import rc_context
+
         ext = _image_format(path)
-        with _replacing(path) as f:
+        # svg.fonttype 'none': an SVG's text stays text, to search and select
+        with _replacing(path) as f, rc_context({"svg.fonttype": "none"}):
             fig.savefig(f, format=ext, dpi=_dpi(fig))
     if show:
         import matplotlib.pyplot as plt
 
-        manager = plt.figure().canvas.manager  # borrow a window from pyplot for this figure
+        # borrow a window from pyplot, of this figure's size, so that text fits its boxes
+        manager = plt.figure(figsize=fig.get_size_inches()).canvas.manager
         manager.canvas.figure = fig
         fig.set_canvas(manager.canvas)
         plt.show()
@@ -2041,13 +2058,40 @@ def _drawn_values(root: Value, limit: int, fold: bool) -> int:
     return sum(not isinstance(k, tuple) for k in keys)
 
 
+def _gradient_fills(fig: Figure, values: list[Value], width: float,
+                    bar: float) -> Callable[[Value], object]:
+    """The fill of each value box by its gradient on a diverging scale, and the colour bar
+    of that scale in the strip `bar` points wide right of the graph."""
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import TwoSlopeNorm
+
+    finite = [abs(v.grad) for v in values if math.isfinite(v.grad)]
+    reach = max(finite, default=0.0) or 1.0
+    scale = ScalarMappable(TwoSlopeNorm(0.0, -reach, reach), "coolwarm")
+    total = width + bar
+    height_pt = fig.get_size_inches()[1] * 72.0
+    bar_height = min(0.8, max(0.3, 160.0 / height_pt))
+    cax = fig.add_axes(((width + 14) / total, (1 - bar_height) / 2, 12 / total, bar_height))
+    fig.colorbar(scale, cax=cax, label="gradient")
+
+    def fill(v: Value) -> object:
+        # a little transparent, so that black text stays readable on the deepest colours
+        return scale.to_rgba(v.grad, alpha=0.8) if math.isfinite(v.grad) else "#bbbbbb"
+    return fill
+
+
 def draw_graph(root: Value, path: str | None = None, show: bool = False, rankdir: str = "LR",
-               max_nodes: int = 300, params: Iterable[Value] = (), fold: bool = False) -> Figure:
+               max_nodes: int = 300, params: Iterable[Value] = (), fold: bool = False,
+               color: str | None = None) -> Figure:
     """Draw the computation graph of root: a box per Value (label, data, grad), a red ellipse
     per op, an arrow per dependency. Values in `params` are filled blue, other leaves grey.
     With fold, a leaf that feeds exactly one op is written inside that op (a neuron's
     weights and bias: 'relu(dot) · 16 w + b'), which makes a network's graph readable.
+    color="grad" fills each box by the sign and size of its gradient (blue below zero, red
+    above, white at zero; a colour bar gives the scale; grey for nan or inf).
     Saves to path (.png, .svg or .pdf) when given; returns the matplotlib Figure."""
+    if color not in (None, "grad"):
+        raise ValueError(f"color must be None or 'grad', got {color!r}")
     count = _drawn_values(root, max_nodes, fold)
     if count > max_nodes:
         raise ValueError(
@@ -2061,8 +2105,11 @@ def draw_graph(root: Value, path: str | None = None, show: bool = False, rankdir
     params = set(params)
     width = max(x + size[k][0] / 2 for k, (x, y) in pos.items()) + _MARGIN
     height = max(y + size[k][1] / 2 for k, (x, y) in pos.items()) + _MARGIN
-    fig = _figure(width, height)
-    ax = fig.add_axes((0, 0, 1, 1))
+    bar = 90.0 if color else 0.0  # room on the right for the colour bar
+    fig = _figure(width + bar, height)
+    ax = fig.add_axes((0, 0, width / (width + bar), 1))
+    fill_of = _gradient_fills(fig, [k for k in pos if isinstance(k, Value)], width, bar) \
+        if color else None
     ax.set_xlim(0, width)
     ax.set_ylim(0, height)
     ax.set_axis_off()
@@ -2077,8 +2124,8 @@ def draw_graph(root: Value, path: str | None = None, show: bool = False, rankdir
                                  linewidth=1.2, zorder=2))
             ax.text(x, y, text[key], color=_OP_COLOR, **text_style)
             continue
-        fill = (_PARAM_FILL if key in params else _RESULT_FILL if key._children
-                else _LEAF_FILL)
+        fill = (fill_of(key) if fill_of else _PARAM_FILL if key in params
+                else _RESULT_FILL if key._children else _LEAF_FILL)
         ax.add_patch(FancyBboxPatch((x - w / 2 + 3, y - h / 2 + 3), w - 6, h - 6,
                                     boxstyle="round,pad=3", facecolor=fill,
                                     edgecolor="#333333", linewidth=1.0, zorder=2))
@@ -2708,6 +2755,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="where to save the graph (.png, .svg or .pdf; default graph.png)")
     expr.add_argument("--rankdir", choices=("LR", "TB"), default="LR",
                       help="draw left to right (LR, default) or top to bottom (TB)")
+    expr.add_argument("--color", choices=("grad",),
+                      help="fill each box by its gradient: blue below zero, red above")
     expr.add_argument("--show", action="store_true", help="also open the graph in a window")
     expr.set_defaults(command_parser=expr)  # so that its errors show its own usage
 
@@ -2792,7 +2841,8 @@ def run_expr(args: argparse.Namespace) -> None:
     for v in _topological_order(L):
         print(f"{v.label:<6}{v._op:<4}{v.data:>10.4f}{v.grad:>10.4f}")
     _check_folder(args.out)
-    _draw(lambda: draw_graph(L, args.out, show=args.show, rankdir=args.rankdir), args.out)
+    _draw(lambda: draw_graph(L, args.out, show=args.show, rankdir=args.rankdir,
+                             color=args.color), args.out)
     print(f"graph saved to {args.out}")
 
 

@@ -1215,9 +1215,10 @@ def test_draw_graph_limits_and_colours():
 def test_figures_show_in_notebooks_as_png():
     pytest.importorskip("matplotlib")
     fig = mg.draw_graph(mg._expression())
-    assert fig._repr_png_()[:8] == b"\x89PNG\r\n\x1a\n"
+    data, shown = fig._repr_png_()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
     history = toy_run(0, epochs=3)[1]
-    assert mg.plot_history(history)._repr_png_()[:4] == b"\x89PNG"
+    assert mg.plot_history(history)._repr_png_()[0][:4] == b"\x89PNG"
 
 
 def test_plots_write_files(tmp_path):
@@ -2131,3 +2132,51 @@ def test_folded_drawing_of_a_real_network_fits_a_screen(tmp_path):
     assert "relu(dot) \u00b7 16 w + b" in texts and not any("L0.N0.w0" in t for t in texts)
     width, height = png_size(tmp_path / "net.png")
     assert width * height < 4_000_000
+
+
+# ---------------------------------------------------------------------------------------------
+# Gradients you can see, and pictures that stay sharp
+# ---------------------------------------------------------------------------------------------
+
+def test_boxes_coloured_by_gradient_show_sign_and_size(tmp_path):
+    pytest.importorskip("matplotlib")
+    from matplotlib.patches import FancyBboxPatch
+
+    L = mg._expression()
+    L.backward()
+    fig = mg.draw_graph(L, color="grad")
+    ax, bar = fig.axes
+    assert bar.get_ylabel() == "gradient"
+    fills = {}
+    for patch in ax.patches:
+        if isinstance(patch, FancyBboxPatch):
+            centre = (patch.get_x() + patch.get_width() / 2,
+                      patch.get_y() + patch.get_height() / 2)
+            label = next(t.get_text() for t in ax.texts
+                         if t.get_position() == pytest.approx(centre, abs=4))
+            fills[label.split(" |")[0]] = patch.get_facecolor()
+    red, blue = fills["a"], fills["b"]  # grad 6 (the largest) and grad -4
+    assert red[0] > 0.6 > red[2] and blue[2] > 0.6 > blue[0]
+    assert fills["a"][0] - fills["a"][2] > fills["L"][0] - fills["L"][2] > 0  # 6 vs 1
+    with pytest.raises(ValueError, match="color must be None or 'grad'"):
+        mg.draw_graph(L, color="data")
+    assert mg.main(["expr", "--color", "grad", "--out", str(tmp_path / "g.png")]) == 0
+    assert png_size(tmp_path / "g.png")[0] > png_size(tmp_path / "g.png")[1] * 5
+
+
+def test_notebook_pictures_have_twice_the_pixels_they_are_shown_at():
+    pytest.importorskip("matplotlib")
+    fig = mg.draw_graph(mg._expression())
+    data, shown = fig._repr_png_()
+    width, height = struct.unpack(">II", data[16:24])
+    assert abs(width - 2 * shown["width"]) <= 2 and abs(height - 2 * shown["height"]) <= 2
+    assert shown["width"] == round(fig.get_size_inches()[0] * 100)
+
+
+def test_svg_text_stays_text(tmp_path):
+    pytest.importorskip("matplotlib")
+    L = mg._expression()
+    L.backward()
+    mg.draw_graph(L, str(tmp_path / "g.svg"))
+    svg = (tmp_path / "g.svg").read_text()
+    assert "<text" in svg and "grad 6.0000" in svg
