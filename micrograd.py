@@ -2130,20 +2130,70 @@ def draw_graph(root: Value, path: str | None = None, show: bool = False, rankdir
                                     boxstyle="round,pad=3", facecolor=fill,
                                     edgecolor="#333333", linewidth=1.0, zorder=2))
         ax.text(x, y, text[key], **text_style)
-    along = 0 if rankdir == "LR" else 1
     lines = []
-    for a, b in edges:
-        route = routes[(a, b)]
-        points = [_port(pos[a], size[a], along, +1)]
-        for k in route[1:-1]:  # across each rank it passes, straight through its lane
-            points += [_port(pos[k], size[k], along, -1), _port(pos[k], size[k], along, +1)]
-        points.append(_port(pos[b], size[b], along, -1))
+    for points, head in _edge_lines(pos, size, routes, edges, 0 if rankdir == "LR" else 1):
         lines.append(points[:-1])
         ax.add_patch(FancyArrowPatch(points[-2], points[-1], arrowstyle="-|>",
-                                     mutation_scale=10, shrinkA=0, shrinkB=0,
+                                     mutation_scale=head, shrinkA=0, shrinkB=0,
                                      color="#555555", linewidth=1.0, zorder=1))
     ax.add_collection(LineCollection(lines, colors="#555555", linewidths=1.0, zorder=1))
     return _finish(fig, path, show)
+
+
+def _edge_lines(pos: dict, size: dict, routes: dict, edges: list,
+                along: int) -> list[tuple[list, float]]:
+    """Each edge as a polyline and the size of its arrowhead.
+
+    An edge runs level from its box to the edge of the box's rank, so that it never cuts
+    across a wider box of the same rank; crosses the gap to the next rank (where there are no
+    boxes) and every rank it passes in the lane kept for it; and enters its box level from the
+    rank's edge. Edges into one box end at points spread along its side, in the order their
+    sources come, so that their arrowheads stay apart (smaller where many crowd in).
+    """
+    half = {}  # the half-extent of each rank, by its position along the ranks
+    for k, centre in pos.items():
+        c = round(centre[along], 6)
+        half[c] = max(half.get(c, 0.0), size[k][along] / 2)
+
+    def rank_edge(key: object, side: int) -> tuple[float, float]:
+        point = list(_port(pos[key], size[key], along, side))
+        c = pos[key][along]
+        step = half[round(c, 6)]
+        point[along] = c + side * step if along == 0 else c - side * step
+        return point[0], point[1]
+
+    incoming: dict[object, list] = {}
+    for a, b in edges:
+        incoming.setdefault(b, []).append(routes[(a, b)][-2])
+    across = 1 - along
+    lines = []
+    for a, b in edges:
+        points = [_port(pos[a], size[a], along, +1), rank_edge(a, +1)]
+        for k in routes[(a, b)][1:-1]:  # across each rank it passes, straight through its lane
+            points += [_port(pos[k], size[k], along, -1), _port(pos[k], size[k], along, +1)]
+        sources = sorted(incoming[b], key=lambda k: -pos[k][across] if along == 0
+                         else pos[k][across])
+        slot, count = sources.index(routes[(a, b)][-2]), len(sources)
+        entry = list(_port(pos[b], size[b], along, -1))
+        span = size[b][across] * 0.6  # the middle of the side, clear of an ellipse's ends
+        offset = 0.0 if count == 1 else span * (0.5 - slot / (count - 1))
+        entry[across] += offset if along == 0 else -offset
+        start = list(rank_edge(b, -1))
+        start[across] = entry[across]
+        points += [tuple(start), tuple(entry)]
+        head = 10.0 if count == 1 else max(4.0, min(10.0, 2.5 * span / (count - 1)))
+        lines.append((_without_repeats(points), head))
+    return lines
+
+
+def _without_repeats(points: list) -> list:
+    """The polyline without a point equal to the one before (a zero-length arrow has no
+    direction), keeping at least two points."""
+    kept = [points[0]]
+    for p in points[1:]:
+        if math.dist(p, kept[-1]) > 1e-6:
+            kept.append(p)
+    return kept if len(kept) > 1 else [points[0], points[-1]]
 
 
 def _port(centre: tuple, size: tuple, along: int, side: int) -> tuple[float, float]:

@@ -2180,3 +2180,53 @@ def test_svg_text_stays_text(tmp_path):
     mg.draw_graph(L, str(tmp_path / "g.svg"))
     svg = (tmp_path / "g.svg").read_text()
     assert "<text" in svg and "grad 6.0000" in svg
+
+
+def segment_hits_box(p, q, centre, size, shrink: float = 1.0) -> bool:
+    """Whether the segment p-q passes through the inside of the box (shrunk a little, so
+    that touching its side does not count): Liang-Barsky clipping."""
+    (x0, y0), (x1, y1) = p, q
+    left, right = centre[0] - size[0] / 2 + shrink, centre[0] + size[0] / 2 - shrink
+    bottom, top = centre[1] - size[1] / 2 + shrink, centre[1] + size[1] / 2 - shrink
+    if left >= right or bottom >= top:
+        return False
+    t0, t1, dx, dy = 0.0, 1.0, x1 - x0, y1 - y0
+    for edge_p, edge_q in ((-dx, x0 - left), (dx, right - x0), (-dy, y0 - bottom),
+                           (dy, top - y0)):
+        if edge_p == 0:
+            if edge_q < 0:
+                return False
+            continue
+        t = edge_q / edge_p
+        if edge_p < 0:
+            t0 = max(t0, t)
+        else:
+            t1 = min(t1, t)
+        if t0 > t1:
+            return False
+    return True
+
+
+@pytest.mark.parametrize("rankdir", ["LR", "TB"])
+def test_no_edge_passes_through_a_box_that_is_not_one_of_its_ends(rankdir):
+    graphs = {**graphs_to_check(),
+              "mlp 3-4-4-1": mlp_sample_loss(3, [4, 4], "mse", "tanh")[0],
+              "folded 2-16-16-1": mlp_sample_loss(2, [16, 16], "hinge", "relu")[0]}
+    for name, root in graphs.items():
+        fold = name.startswith("folded")
+        pos, edges, routes, size, _ = mg._layout(root, rankdir, fold)
+        boxes = [k for k in pos if not mg._is_virtual(k)]
+        along = 0 if rankdir == "LR" else 1
+        lines = mg._edge_lines(pos, size, routes, edges, along)
+        assert len(lines) == len(edges)
+        for (a, b), (points, head) in zip(edges, lines):
+            assert 4.0 <= head <= 10.0
+            for p, q in zip(points, points[1:]):
+                through = [k for k in boxes if k is not a and k is not b
+                           and segment_hits_box(p, q, pos[k], size[k])]
+                assert not through, (name, a, b, through)
+        ends = {}
+        for (_, b), (points, _) in zip(edges, lines):  # arrowheads into one box stay apart
+            ends.setdefault(b, []).append(points[-1])
+        for points in ends.values():
+            assert len({(round(x, 3), round(y, 3)) for x, y in points}) == len(points), name
