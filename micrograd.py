@@ -1471,11 +1471,11 @@ def _scores(outputs: list) -> list:
     return [[v.data for v in out] if isinstance(out, list) else out.data for out in outputs]
 
 
-def accuracy(scores: list, labels: Sequence) -> float | None:
+def accuracy(scores: list, labels: Sequence, threshold: float = 0.0) -> float | None:
     """The share of samples classified right, or None when the labels are not classes.
 
-    One score per sample: positive means the positive class (label +1 or 1). A list of scores
-    per sample: the largest picks the class index.
+    One score per sample: above `threshold` means the positive class (label +1 or 1). A list
+    of scores per sample: the largest picks the class index.
     """
     if not scores:
         return None
@@ -1485,10 +1485,17 @@ def accuracy(scores: list, labels: Sequence) -> float | None:
                    if not any(map(math.isnan, row)))
     elif all(t in (-1, 0, 1) for t in labels):
         # written so that a nan score is wrong for both classes
-        hits = sum(s > 0 if t > 0 else s <= 0 for s, t in zip(scores, labels))
+        hits = sum(s > threshold if t > 0 else s <= threshold for s, t in zip(scores, labels))
     else:
         return None
     return int(hits) / len(labels)  # int(): numpy labels would make hits a numpy number
+
+
+def _threshold(loss: str | Callable, labels: Sequence) -> float:
+    """Where one score splits two classes: 0.5 when squared error fits 0/1 labels (the score
+    then estimates the label), else 0 (the sign of a -1/+1 target, of a logit, of a margin)."""
+    squared_error = loss == "mse" or loss is mse_loss
+    return 0.5 if squared_error and all(t in (0, 1) for t in labels) else 0.0
 
 
 def predict(model: Callable, X: Sequence[Sequence[float]]) -> list:
@@ -1503,7 +1510,7 @@ def evaluate(model: Callable, X: Sequence, y: Sequence,
     with no_grad():
         outputs = [model(x) for x in X]
         value = _loss_function(loss)(outputs, list(y)).data
-    return value, accuracy(_scores(outputs), y)
+    return value, accuracy(_scores(outputs), y, _threshold(loss, y))
 
 
 def _loss(value: float) -> str:
@@ -1627,7 +1634,7 @@ def train(model: Module, X: Sequence[Sequence[float]], y: Sequence, loss: str | 
                 scores += _scores(outputs)
                 labels += targets
             history.loss.append(total / n)
-            history.accuracy.append(accuracy(scores, labels))
+            history.accuracy.append(accuracy(scores, labels, _threshold(loss, labels)))
             if val is not None:
                 val_loss, val_accuracy = evaluate(model, val[0], val[1], loss_fn)
                 history.val_loss.append(val_loss)
@@ -2961,6 +2968,21 @@ def _load_model(path: str) -> MLP:
         raise CommandError(f"cannot load {path}: {e}") from None
 
 
+def _shown_as(loss: str) -> str:
+    return "probabilities" if loss in ("bce", "ce") else "predictions"
+
+
+def _shown(model: MLP, X: list, loss: str) -> list:
+    """What to print beside the targets: probabilities where the model's outputs are logits
+    (bce, ce), else the outputs themselves."""
+    scores = predict(model, X)
+    if loss == "bce":
+        return [_sigmoid(s) for s in scores]
+    if loss == "ce":
+        return [_softmax(row) for row in scores]
+    return scores
+
+
 def _format_predictions(scores: list) -> str:
     def one(s: float | list) -> str:
         if isinstance(s, list):
@@ -3092,8 +3114,10 @@ def run_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None
               "batch size "
               f"{args.batch_size or len(X_train)}")
     if show:
-        print("targets:            ", _format_predictions(y_train))
-        print("predictions before: ", _format_predictions(predict(model, X_train)))
+        width = len(f"{_shown_as(loss)} before:") + 1
+        print(f"{'targets:':<{width}}", _format_predictions(y_train))
+        print(f"{_shown_as(loss) + ' before:':<{width}}",
+              _format_predictions(_shown(model, X_train, loss)))
     start = time.perf_counter()
     try:
         history = train(model, X_train, y_train, loss=loss, optimizer=opt, epochs=epochs,
@@ -3103,8 +3127,10 @@ def run_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None
         raise CommandError(str(e)) from None
     seconds = time.perf_counter() - start
     if show:
-        print("predictions after:  ", _format_predictions(predict(model, X_train)))
+        print(f"{_shown_as(loss) + ' after:':<{width}}",
+              _format_predictions(_shown(model, X_train, loss)))
     final_loss, final_accuracy = evaluate(model, X_train, y_train, loss)
+    # the loss of the trained model on every sample, not the mean over the last epoch's steps
     summary = f"final: loss {_loss(final_loss)}"
     if final_accuracy is not None:
         summary += f", accuracy {_percent(final_accuracy)}"
@@ -3113,7 +3139,8 @@ def run_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None
         summary += f", val_loss {_loss(val_loss)}"
         if val_accuracy is not None:
             summary += f", val_accuracy {_percent(val_accuracy)}"
-    print(summary + f" ({_plural(epochs, 'epoch')} in {seconds:.3g} s)")
+    print(summary + f" on all {len(X_train)} training samples after training "
+          f"({_plural(epochs, 'epoch')} in {seconds:.3g} s)")
     _write_outputs(args, model, history, X_train, y_train, loss, val)
 
 

@@ -2230,3 +2230,31 @@ def test_no_edge_passes_through_a_box_that_is_not_one_of_its_ends(rankdir):
             ends.setdefault(b, []).append(points[-1])
         for points in ends.values():
             assert len({(round(x, 3), round(y, 3)) for x, y in points}) == len(points), name
+
+
+# ---------------------------------------------------------------------------------------------
+# Honest numbers in the trainer's output
+# ---------------------------------------------------------------------------------------------
+
+def test_accuracy_with_0_1_labels_under_squared_error_thresholds_at_a_half():
+    assert mg.accuracy([0.3, 0.7, 0.2], [0, 1, 0], threshold=0.5) == 1.0
+    assert mg.accuracy([0.3, 0.7, 0.2], [0, 1, 0]) == pytest.approx(1 / 3)
+    X, y = mg.make_moons(100, seed=0)
+    model = mg.MLP(2, [4, 1], seed=0)  # tanh output, squared error against 0/1 labels
+    history = mg.train(model, X, y, epochs=40, verbose=False, seed=0)
+    assert history.loss[-1] < history.loss[0] / 3
+    assert history.accuracy[-1] >= 0.8 > history.accuracy[0]  # it learns, and it shows
+    assert mg.evaluate(model, X, y)[1] == mg.accuracy(mg.predict(model, X), y, 0.5)
+    assert mg._threshold("mse", [-1.0, 1.0]) == 0.0 and mg._threshold("bce", [0, 1]) == 0.0
+
+
+def test_the_trainer_prints_probabilities_for_logits_and_says_what_its_last_loss_is():
+    result = run_cli("train", "--dataset", "xor", "--epochs", "5")
+    lines = result.stdout.splitlines()
+    shown = [line for line in lines if line.startswith("probabilities")]
+    assert len(shown) == 2
+    for line in shown:
+        values = [float(v) for v in line.split(":")[1].split()]
+        assert len(values) == 4 and all(0.0 < v < 1.0 for v in values)
+    assert re.search(r"^final: loss [\d.]+, accuracy [\d.]+% on all 4 training samples after "
+                     r"training \(5 epochs in ", lines[-1])
