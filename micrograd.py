@@ -1653,9 +1653,9 @@ def train(model: Module, X: Sequence[Sequence[float]], y: Sequence, loss: str | 
 # ---------------------------------------------------------------------------------------------
 # Drawing: the computation graph, training curves, decision boundaries (matplotlib only)
 # ---------------------------------------------------------------------------------------------
-# layout_graph() is pure Python: a layered drawing in the manner of graphviz's dot. Ranks keep
-# edges short, long edges pass through virtual points, and sweeps reorder each rank to cut
-# crossings. draw_graph() paints that layout with matplotlib, which is imported only here, so
+# layout_graph() is pure Python: a layered drawing in the manner of graphviz's dot. Ranks give
+# the least total edge length (network simplex), long edges pass through virtual points, and
+# sweeps reorder each rank to cut crossings. draw_graph() paints that layout with matplotlib, which is imported only here, so
 # everything above works where matplotlib is missing.
 
 _FONT_SIZE = 10.0  # points; the drawing's unit is the point, so boxes are sized from text
@@ -1749,10 +1749,10 @@ def _neighbours(keys: list, edges: list) -> tuple[dict, dict]:
     return up, down
 
 
-def _rank_nodes(keys: list, edges: list) -> dict:
-    """Ranks that keep edges short: each node as late as it can be (so a leaf sits right
+def _first_ranks(keys: list, edges: list) -> dict:
+    """A good first guess at ranks: each node as late as it can be (so a leaf sits right
     before its first use), then nodes with more inputs than outputs moved back toward their
-    inputs, which shortens more edges than it stretches (a step of network simplex)."""
+    inputs, which shortens more edges than it stretches."""
     preds, succs = _neighbours(keys, edges)
     rank = {}
     for k in keys:  # longest path from the sources fixes the number of ranks
@@ -1764,6 +1764,163 @@ def _rank_nodes(keys: list, edges: list) -> dict:
         if preds[k] and len(preds[k]) > len(succs[k]):
             rank[k] = max(rank[p] for p in preds[k]) + 1
     return rank
+
+
+def _rank_nodes(keys: list, edges: list) -> dict:
+    """Ranks with the least total edge length, every edge pointing forward at least one rank:
+    network simplex (Gansner, Koutsofios, North and Vo, "A technique for drawing directed
+    graphs", 1993, section 2), started from _first_ranks, then normalised and balanced."""
+    index = {k: i for i, k in enumerate(keys)}
+    ends = [(index[a], index[b]) for a, b in edges]
+    rank = [0] * len(keys)
+    for k, r in _first_ranks(keys, edges).items():
+        rank[index[k]] = r
+    if ends:
+        _network_simplex(len(keys), ends, rank)
+    _balance(len(keys), ends, rank)
+    low = min(rank, default=0)
+    return {k: rank[i] - low for i, k in enumerate(keys)}
+
+
+def _network_simplex(n: int, ends: list[tuple[int, int]], rank: list[int]) -> None:
+    """Move the feasible ranks `rank` of nodes 0..n-1 (edges `ends`, tail before head) to
+    ones of the least total edge length, in place.
+
+    A spanning tree of tight edges (length 1) fixes the ranks. Each tree edge has a cut value:
+    how much the total length would change per rank that the two parts it joins move apart.
+    While one is negative, that edge leaves the tree and the non-tree edge of least slack
+    across the same cut enters it, which shortens the drawing. Cut values come from a
+    postorder numbering of the tree (low, lim), computed again after each exchange.
+    """
+    incident: list[list[int]] = [[] for _ in range(n)]
+    for e, (t, h) in enumerate(ends):
+        incident[t].append(e)
+        incident[h].append(e)
+    in_tree = _tight_tree(n, ends, incident, rank)
+    tree: list[list[tuple[int, int]]] = [[] for _ in range(n)]
+    for e, (t, h) in enumerate(ends):
+        if in_tree[e]:
+            tree[t].append((e, h))
+            tree[h].append((e, t))
+    # Each exchange costs a pass over the graph; the bound keeps a graph of thousands of boxes
+    # within a second or two (it stops with feasible ranks, shorter than the first ones).
+    for _ in range(min(10 * n, _SIMPLEX_WORK // (n + len(ends)))):
+        par, lim, low, order = _tree_postorder(n, tree)
+        cut = _cut_values(n, ends, par, order)
+        leaving = min(cut, key=lambda e: (cut[e], e))  # the most negative cut value
+        if cut[leaving] >= 0:
+            return  # optimal
+        t, h = ends[leaving]
+        side = t if lim[t] < lim[h] else h  # the part of the tree below the leaving edge
+        below = [low[side] <= lim[v] <= lim[side] for v in range(n)]
+        # the entering edge crosses the cut the other way: from the head's part to the tail's
+        crossing = [e for e, (a, b) in enumerate(ends) if not in_tree[e]
+                    and (below[b] and not below[a] if side == t else below[a] and not below[b])]
+        entering = min(crossing, key=lambda e: (rank[ends[e][1]] - rank[ends[e][0]], e))
+        a, b = ends[entering]
+        slack = rank[b] - rank[a] - 1
+        shift = slack if below[a] else -slack  # move the part below so that it is tight
+        for v in range(n):
+            if below[v]:
+                rank[v] += shift
+        in_tree[leaving], in_tree[entering] = False, True
+        tree[t].remove((leaving, h))
+        tree[h].remove((leaving, t))
+        tree[a].append((entering, b))
+        tree[b].append((entering, a))
+
+
+_SIMPLEX_WORK = 4_000_000  # node and edge visits that network simplex may spend
+
+
+def _tight_tree(n: int, ends: list, incident: list, rank: list[int]) -> list[bool]:
+    """A spanning tree of tight edges (each one rank long), shifting the ranks of the tree
+    grown so far to make the nearest edge tight whenever the tree cannot grow."""
+    in_tree, reached = [False] * len(ends), [False] * n
+    reached[0], size, stack = True, 1, [0]
+    while True:
+        while stack:  # grow along tight edges
+            v = stack.pop()
+            for e in incident[v]:
+                t, h = ends[e]
+                w = h if t == v else t
+                if not reached[w] and rank[h] - rank[t] == 1:
+                    reached[w], in_tree[e], size = True, True, size + 1
+                    stack.append(w)
+        if size == n:
+            return in_tree
+        nearest = min((e for e, (t, h) in enumerate(ends) if reached[t] != reached[h]),
+                      key=lambda e: rank[ends[e][1]] - rank[ends[e][0]])
+        t, h = ends[nearest]
+        delta = rank[h] - rank[t] - 1
+        shift = delta if reached[t] else -delta
+        for v in range(n):
+            if reached[v]:
+                rank[v] += shift
+        stack.append(h if reached[t] else t)
+        reached[stack[-1]], in_tree[nearest], size = True, True, size + 1
+
+
+def _tree_postorder(n: int, tree: list[list[tuple[int, int]]]) -> tuple[list, list, list, list]:
+    """Root the tree (tree[v]: v's tree edges and the nodes at their other ends) at node 0:
+    each node's edge to its parent, its postorder number lim, the least lim below it (low),
+    and the nodes in postorder; without recursion."""
+    par, lim, low, order = [-1] * n, [0] * n, [0] * n, []
+    seen = [False] * n
+    seen[0], low[0] = True, 1
+    stack = [(0, iter(tree[0]))]
+    while stack:
+        v, edges_left = stack[-1]
+        for e, w in edges_left:
+            if not seen[w]:
+                seen[w], par[w], low[w] = True, e, len(order) + 1  # the first lim below w
+                stack.append((w, iter(tree[w])))
+                break
+        else:
+            stack.pop()
+            order.append(v)
+            lim[v] = len(order)
+    return par, lim, low, order
+
+
+def _cut_values(n: int, ends: list, par: list, order: list) -> dict[int, int]:
+    """The cut value of each tree edge: the edges from the part of the tree holding its tail
+    to the part holding its head, less those the other way. Edges within a part cancel, so
+    for the part below an edge it is the sum, over its nodes, of edges out less edges in."""
+    below = [0] * n  # the edges out less the edges in, summed over each node's subtree
+    for t, h in ends:
+        below[t] += 1
+        below[h] -= 1
+    cut: dict[int, int] = {}
+    for v in order:  # children before parents
+        f = par[v]
+        if f >= 0:
+            t, h = ends[f]
+            cut[f] = below[v] if t == v else -below[v]
+            below[h if t == v else t] += below[v]
+    return cut
+
+
+def _balance(n: int, ends: list, rank: list[int]) -> None:
+    """Move each node with as many edges in as out to the rank, of those it may take, that
+    holds the fewest nodes: the total edge length stays the same and ranks even out."""
+    preds: list[list[int]] = [[] for _ in range(n)]
+    succs: list[list[int]] = [[] for _ in range(n)]
+    for t, h in ends:
+        succs[t].append(h)
+        preds[h].append(t)
+    count: dict[int, int] = {}
+    for r in rank:
+        count[r] = count.get(r, 0) + 1
+    for v in range(n):
+        if preds[v] and len(preds[v]) == len(succs[v]):
+            first = max(rank[p] for p in preds[v]) + 1
+            last = min(rank[s] for s in succs[v]) - 1
+            best = min(range(first, last + 1), key=lambda r: (count.get(r, 0), r))
+            if count.get(best, 0) < count[rank[v]] - 1:
+                count[rank[v]] -= 1
+                rank[v] = best
+                count[best] = count.get(best, 0) + 1
 
 
 def _add_virtual_points(keys: list, edges: list, rank: dict) -> tuple[list, list, dict]:

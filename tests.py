@@ -2258,3 +2258,80 @@ def test_the_trainer_prints_probabilities_for_logits_and_says_what_its_last_loss
         assert len(values) == 4 and all(0.0 < v < 1.0 for v in values)
     assert re.search(r"^final: loss [\d.]+, accuracy [\d.]+% on all 4 training samples after "
                      r"training \(5 epochs in ", lines[-1])
+
+
+# ---------------------------------------------------------------------------------------------
+# Ranking by network simplex: the least total edge length
+# ---------------------------------------------------------------------------------------------
+
+def random_dag(rng: random.Random, n: int) -> list[tuple[int, int]]:
+    """A connected DAG on nodes 0..n-1, every edge from a lower number to a higher one."""
+    ends = {(rng.randrange(i), i) for i in range(1, n)}
+    for _ in range(rng.randint(0, n)):
+        a, b = sorted(rng.sample(range(n), 2))
+        ends.add((a, b))
+    return sorted(ends)
+
+
+def test_network_simplex_finds_the_least_total_edge_length():
+    rng = random.Random(1)
+    for _ in range(100):
+        n = rng.randint(2, 6)
+        ends = random_dag(rng, n)
+        rank = [0] * n
+        for v in range(n):  # a feasible start: the longest path from the sources
+            rank[v] = max([rank[t] + 1 for t, h in ends if h == v], default=0)
+        mg._network_simplex(n, ends, rank)
+        assert all(rank[h] - rank[t] >= 1 for t, h in ends)
+        best = min(sum(r[h] - r[t] for t, h in ends)
+                   for r in itertools.product(range(n), repeat=n)
+                   if all(r[h] - r[t] >= 1 for t, h in ends))
+        assert sum(rank[h] - rank[t] for t, h in ends) == best, ends
+
+
+def test_cut_values_match_their_definition():
+    rng = random.Random(2)
+    for _ in range(100):
+        n = rng.randint(2, 14)
+        ends = random_dag(rng, n)
+        incident = [[] for _ in range(n)]
+        for e, (t, h) in enumerate(ends):
+            incident[t].append(e)
+            incident[h].append(e)
+        rank = [0] * n
+        for v in range(n):
+            rank[v] = max([rank[t] + 1 for t, h in ends if h == v], default=0)
+        in_tree = mg._tight_tree(n, ends, incident, rank)
+        assert sum(in_tree) == n - 1 and all(
+            rank[h] - rank[t] == 1 for e, (t, h) in enumerate(ends) if in_tree[e])
+        tree = [[] for _ in range(n)]
+        for e, (t, h) in enumerate(ends):
+            if in_tree[e]:
+                tree[t].append((e, h))
+                tree[h].append((e, t))
+        par, lim, low, order = mg._tree_postorder(n, tree)
+        cut = mg._cut_values(n, ends, par, order)
+        for e in (e for e in range(len(ends)) if in_tree[e]):
+            tail_part, stack = {ends[e][0]}, [ends[e][0]]  # the tree without e, from its tail
+            while stack:
+                v = stack.pop()
+                for f, w in tree[v]:
+                    if f != e and w not in tail_part:
+                        tail_part.add(w)
+                        stack.append(w)
+            expected = sum((t in tail_part) - (h in tail_part) for t, h in ends)
+            assert cut[e] == expected
+
+
+def test_ranks_of_a_binary_op_network_are_much_shorter_than_the_first_guess():
+    model = mg.MLP(2, [4, 4, 1], activation="relu", output_activation="linear", seed=0)
+    loss = mg._binary_op_loss(mg._value_layers(model), [[0.5, -0.3]], [1.0])
+    keys, edges, _ = mg._graph_nodes(loss)
+    first, best = mg._first_ranks(keys, edges), mg._rank_nodes(keys, edges)
+    assert all(best[b] - best[a] >= 1 for a, b in edges) and min(best.values()) == 0
+
+    def span(rank):
+        return sum(rank[b] - rank[a] for a, b in edges)
+
+    assert span(best) < 0.75 * span(first)  # 686 against 958
+    assert mg._rank_nodes(keys, edges) == best  # deterministic
