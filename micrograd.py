@@ -1655,8 +1655,8 @@ def train(model: Module, X: Sequence[Sequence[float]], y: Sequence, loss: str | 
 # ---------------------------------------------------------------------------------------------
 # layout_graph() is pure Python: a layered drawing in the manner of graphviz's dot. Ranks give
 # the least total edge length (network simplex), long edges pass through virtual points, and
-# sweeps reorder each rank to cut crossings. draw_graph() paints that layout with matplotlib, which is imported only here, so
-# everything above works where matplotlib is missing.
+# sweeps reorder each rank to cut crossings. draw_graph() paints that layout with matplotlib,
+# which is imported only here, so everything above works where matplotlib is missing.
 
 _FONT_SIZE = 10.0  # points; the drawing's unit is the point, so boxes are sized from text
 _CHAR_WIDTH = 0.602 * _FONT_SIZE  # the advance of one character of DejaVu Sans Mono
