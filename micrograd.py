@@ -264,6 +264,12 @@ class Value:
     def __float__(self) -> float:
         return self.data
 
+    @property
+    def _prev(self) -> set[Value]:
+        """The children as a set, read-only: the name the original micrograd gives them, so
+        that its graph-tracing notebook code runs on these Values too."""
+        return set(self._children)
+
     # -- arithmetic: each op states its value and its local derivatives together -------------
 
     def __add__(self, other: Value | float) -> Value:
@@ -368,6 +374,31 @@ class Value:
                     *options: float) -> Value:
         out, slope = at(self.data, *options)
         return _node(out, (self,), (slope,), op)
+
+    # -- your own ops ---------------------------------------------------------------------------
+
+    @staticmethod
+    def op(data: float, children: Sequence[Value], local_grads: Sequence[float],
+           name: str) -> Value:
+        """A new differentiable op, stated as the built-in ones are: its value, the Values it
+        was made from, and d value / d child for each. For example, a cube:
+
+            def cube(x):
+                return Value.op(x.data ** 3, (x,), (3 * x.data ** 2,), "cube")
+
+        The result works with backward(), no_grad(), gradcheck() and the drawer (which
+        shows `name` in the op's box).
+        """
+        children, local_grads = tuple(children), tuple(local_grads)
+        if not all(isinstance(c, Value) for c in children):
+            raise TypeError("Value.op: children must be Values, got "
+                            f"{[type(c).__name__ for c in children]}")
+        if len(local_grads) != len(children):
+            raise ValueError(f"Value.op: {len(children)} children need as many local "
+                             f"gradients, got {len(local_grads)}")
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"Value.op: name the op with a non-empty str, got {name!r}")
+        return _node(_to_float(data), children, tuple(map(_to_float, local_grads)), name)
 
     # -- fused n-ary ops: one node where the elementary path would make many ----------------
 

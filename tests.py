@@ -404,13 +404,18 @@ def test_expr_command_prints_the_table_and_saves_a_real_graph(tmp_path):
     assert bad.returncode == 2 and "png" in bad.stderr
 
 
-def test_readme_engine_example_prints_what_it_says(capsys):
+def test_readme_examples_print_what_they_say(capsys):
     readme = (HERE / "README.md").read_text()
-    code = readme.split("```python\n", 1)[1].split("```", 1)[0]
-    promised = [line.split("# ", 1)[1].strip() for line in code.splitlines()
-                if line.startswith("print(")]
-    exec(code, {})
-    assert capsys.readouterr().out.splitlines() == promised
+    blocks = [block.split("```", 1)[0] for block in readme.split("```python\n")[1:]]
+    checked = 0
+    for code in blocks:  # the engine's example and the custom op's: those that print
+        promised = [line.split("# ", 1)[1].strip() for line in code.splitlines()
+                    if line.startswith("print(") and "# " in line]
+        if promised:
+            exec(code, {})
+            assert capsys.readouterr().out.splitlines() == promised
+            checked += 1
+    assert checked == 2
 
 
 def test_help_lists_the_commands():
@@ -2360,3 +2365,68 @@ def test_random_dags_cross_no_more_than_our_measured_counts(seed, most):
     # (before them: 55, 105 and 143 crossings)
     pos, edges = mg.layout_graph(random_value_dag(seed))
     assert count_crossings(pos, edges) <= most
+
+
+# ---------------------------------------------------------------------------------------------
+# Your own ops, and code written for the original micrograd
+# ---------------------------------------------------------------------------------------------
+
+def cube(x: Value) -> Value:
+    return Value.op(x.data ** 3, (x,), (3 * x.data ** 2,), "cube")
+
+
+def smooth_step(x: Value) -> Value:
+    """3x^2 - 2x^3 on [0, 1]."""
+    t = x.data
+    return Value.op(3 * t * t - 2 * t ** 3, (x,), (6 * t - 6 * t * t,), "smoothstep")
+
+
+def test_a_custom_op_works_with_backward_no_grad_gradcheck_and_the_drawer(tmp_path):
+    x = Value(1.5, "x")
+    y = cube(x) * 2.0
+    y.backward()
+    assert y.data == 6.75 and x.grad == 13.5
+    assert mg.gradcheck(lambda a: cube(a).tanh() + smooth_step(a * 0.3), [0.4])
+    assert mg.gradcheck(lambda a, b: smooth_step(a * b), [0.6, 0.7])
+    with mg.no_grad():
+        assert cube(x)._children == () and cube(x).data == 3.375
+    keys, edges, _ = mg._graph_nodes(cube(x))
+    assert mg._box_text(keys[1]) == "cube"
+    with pytest.raises(ValueError, match="1 children need as many local gradients, got 2"):
+        Value.op(1.0, (x,), (1.0, 2.0), "bad")
+    with pytest.raises(TypeError, match="children must be Values"):
+        Value.op(1.0, (1.0,), (1.0,), "bad")
+    with pytest.raises(ValueError, match="non-empty str"):
+        Value.op(1.0, (x,), (1.0,), "")
+    pytest.importorskip("matplotlib")
+    fig = mg.draw_graph(cube(x) + x, str(tmp_path / "c.png"))
+    assert "cube" in [t.get_text() for t in fig.axes[0].texts]
+
+
+def original_trace(root) -> tuple[set, set]:
+    """The traversal of the original micrograd's drawing notebook, written from its design:
+    recursion over `_prev`, collecting nodes and (child, parent) edges."""
+    nodes, edges = set(), set()
+
+    def build(v):
+        if v not in nodes:
+            nodes.add(v)
+            for child in v._prev:
+                edges.add((child, v))
+                build(child)
+    build(root)
+    return nodes, edges
+
+
+def test_code_written_for_the_original_micrograd_traces_our_graphs():
+    L = mg._expression()
+    nodes, edges = original_trace(L)
+    assert {v.label for v in nodes} == {"a", "b", "c", "d", "e", "f", "L"}
+    assert {(a.label, b.label) for a, b in edges} == {("a", "e"), ("b", "e"), ("e", "d"),
+                                                      ("c", "d"), ("d", "L"), ("f", "L")}
+    assert {v._op for v in nodes} == {"", "*", "+"}
+    with pytest.raises(AttributeError):
+        L._prev = set()  # read-only: the children live in _children
+    model = mg.MLP(2, [3, 1], activation="relu", output_activation="linear", seed=0)
+    nodes, edges = original_trace(model([1.0, 2.0]))
+    assert set(model.parameters()) <= nodes and len(edges) == 3 * 5 + 7
