@@ -623,7 +623,7 @@ ACTIVATIONS: dict[str, Callable[[Value], Value]] = {
 # ---------------------------------------------------------------------------------------------
 
 MODEL_FORMAT = "micrograd.py model"
-MODEL_VERSION = 1
+MODEL_VERSION = 2  # 1: the model alone; 2: and what a training run needs to resume
 MAX_PARAMETERS = 1_000_000  # what a model file may hold; more would take gigabytes to build
 MAX_MODEL_BYTES = 64 * MAX_PARAMETERS  # a JSON number takes about 25 bytes
 
@@ -736,8 +736,9 @@ class Module:
         for p, x in pairs:  # assign only once everything has been checked
             p.data = x
 
-    def save(self, path: str) -> None:
-        """Write the architecture and parameters as JSON (never pickle), atomically.
+    def save(self, path: str, training: dict | None = None) -> None:
+        """Write the architecture and parameters as JSON (never pickle), atomically; with
+        `training` (plain JSON-able data: what a run needs to resume), format version 2.
 
         A nan or infinite parameter is a ValueError that names it, and nothing is written:
         strict JSON has no such numbers, and such a model predicts nothing useful.
@@ -745,9 +746,11 @@ class Module:
         bad = _first_non_finite(self)
         if bad is not None:
             raise ValueError(f"cannot save a model with a non-finite parameter: {bad}")
-        document = {"format": MODEL_FORMAT, "version": MODEL_VERSION,
+        document = {"format": MODEL_FORMAT, "version": 1 if training is None else 2,
                     "model": type(self).__name__, "config": self.config(),
                     "state_dict": self.state_dict()}
+        if training is not None:
+            document["training"] = training
         text = json.dumps(document, indent=1, allow_nan=False) + "\n"
         with _replacing(path) as f:
             f.write(text.encode("utf-8"))
@@ -764,6 +767,11 @@ class Module:
         The file is checked before anything is built: strict JSON, a known format, and a
         config whose size matches the parameters the file holds (at most MAX_PARAMETERS).
         """
+        return cls.load_with_training(path)[0]
+
+    @classmethod
+    def load_with_training(cls, path: str) -> tuple[Module, dict | None]:
+        """load(), and the `training` data saved with the model (None in version 1)."""
         with open(path, "rb") as f:
             raw = f.read(MAX_MODEL_BYTES + 1)
         if len(raw) > MAX_MODEL_BYTES:
@@ -772,9 +780,9 @@ class Module:
         document = _strict_json(raw, path)
         if not isinstance(document, dict) or document.get("format") != MODEL_FORMAT:
             raise ValueError(f"{path} is not a micrograd.py model file")
-        if document.get("version") != MODEL_VERSION:
+        if document.get("version") not in (1, MODEL_VERSION):
             raise ValueError(f"{path} has format version {document.get('version')!r}; "
-                             f"this micrograd.py reads version {MODEL_VERSION}")
+                             f"this micrograd.py reads versions 1 and {MODEL_VERSION}")
         if document.get("model") != cls.__name__:
             raise ValueError(f"{path} holds a {document.get('model')!r}, not a {cls.__name__}")
         config, state = document.get("config"), document.get("state_dict")
@@ -796,7 +804,10 @@ class Module:
             model.load_state_dict(state)
         except (KeyError, TypeError, ValueError) as e:
             raise ValueError(f"{path}: {e}") from None
-        return model
+        training = document.get("training")
+        if training is not None and not isinstance(training, dict):
+            raise ValueError(f"{path}: training must be a JSON object")
+        return model, training
 
 
 def _first_non_finite(module: Module) -> str | None:
@@ -1199,6 +1210,8 @@ class Optimizer:
     """Updates parameters from their gradients; `lr` may be changed between steps."""
 
     decoupled_weight_decay = False  # AdamW shrinks the parameter instead of adding L2
+    settings: tuple[str, ...] = ("lr", "weight_decay")  # constructor arguments, saved
+    state_names: frozenset[str] = frozenset()  # what a parameter's state may hold
 
     def __init__(self, params: Iterable[Value], lr: float, weight_decay: float) -> None:
         self.params = list(params)
@@ -1232,12 +1245,54 @@ class Optimizer:
     def _update(self, param: float, grad: float, state: dict[str, float]) -> float:
         raise NotImplementedError
 
+    def state_dict(self) -> dict:
+        """The settings and each parameter's state as plain JSON-able data, laid out as
+        PyTorch lays out an optimizer's: {"state": {index: {...}}, "param_groups": [...]}."""
+        group = {name: getattr(self, name) for name in self.settings}
+        group["params"] = list(range(len(self.params)))
+        return {"state": {i: dict(s) for i, s in enumerate(self.state) if s},
+                "param_groups": [group]}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """Take settings and state from state_dict(); everything is checked first, so a bad
+        one is a ValueError that changes nothing."""
+        try:
+            (group,) = state_dict["param_groups"]
+            settings = {name: group[name] for name in self.settings}
+            if "betas" in settings:
+                settings["betas"] = tuple(settings["betas"])
+            if len(group["params"]) != len(self.params):
+                raise ValueError(f"it holds {len(group['params'])} parameters, this "
+                                 f"optimizer {len(self.params)}")
+            type(self)(self.params, **settings)  # the constructor's checks, nothing more
+            states = [{} for _ in self.params]
+            for index, state in state_dict["state"].items():
+                states[int(index)] = self._checked_state(state)
+        except (KeyError, TypeError, ValueError, IndexError) as e:
+            raise ValueError(f"not a state_dict of this {type(self).__name__}: {e}") from None
+        for name, value in settings.items():
+            setattr(self, name, value)
+        self.state = states
+
+    def _checked_state(self, state: dict) -> dict[str, float]:
+        if not isinstance(state, dict) or not set(state) <= self.state_names:
+            raise ValueError(f"a parameter's state holds {sorted(state)}, expected some of "
+                             f"{sorted(self.state_names)}")
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                   and math.isfinite(v) for v in state.values()):
+            raise ValueError(f"a parameter's state holds a value that is not a finite "
+                             f"number: {state}")
+        return {k: float(v) for k, v in state.items()}
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(lr={self.lr})"
 
 
 class SGD(Optimizer):
     """Gradient descent with optional momentum, dampening and Nesterov momentum."""
+
+    settings = ("lr", "momentum", "dampening", "nesterov", "weight_decay")
+    state_names = frozenset({"momentum_buffer"})
 
     def __init__(self, params: Iterable[Value], lr: float = 0.001, momentum: float = 0.0,
                  dampening: float = 0.0, nesterov: bool = False, weight_decay: float = 0.0):
@@ -1260,6 +1315,9 @@ class SGD(Optimizer):
 
 class Adam(Optimizer):
     """Adam: steps scaled by running averages of the gradient and of its square."""
+
+    settings = ("lr", "betas", "eps", "weight_decay")
+    state_names = frozenset({"step", "exp_avg", "exp_avg_sq"})
 
     def __init__(self, params: Iterable[Value], lr: float = 0.001,
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
@@ -1298,6 +1356,9 @@ class AdamW(Adam):
 class RMSprop(Optimizer):
     """Steps scaled by a running average of the squared gradient."""
 
+    settings = ("lr", "alpha", "eps", "weight_decay", "momentum", "centered")
+    state_names = frozenset({"square_avg", "grad_avg", "momentum_buffer"})
+
     def __init__(self, params: Iterable[Value], lr: float = 0.01, alpha: float = 0.99,
                  eps: float = 1e-8, weight_decay: float = 0.0, momentum: float = 0.0,
                  centered: bool = False):
@@ -1327,6 +1388,9 @@ class RMSprop(Optimizer):
 
 class Adagrad(Optimizer):
     """Steps scaled by the root of the sum of all squared gradients so far."""
+
+    settings = ("lr", "lr_decay", "weight_decay", "eps")
+    state_names = frozenset({"step", "sum"})
 
     def __init__(self, params: Iterable[Value], lr: float = 0.01, lr_decay: float = 0.0,
                  weight_decay: float = 0.0, eps: float = 1e-10):
@@ -1609,14 +1673,17 @@ def train(model: Module, X: Sequence[Sequence[float]], y: Sequence, loss: str | 
           optimizer: str | Optimizer = "sgd", lr: float | None = None, epochs: int = 20,
           batch_size: int | None = None, shuffle: bool = True, seed: int | None = None,
           val: tuple[Sequence, Sequence] | None = None, verbose: bool = True,
-          weight_decay: float | None = None) -> History:
+          weight_decay: float | None = None,
+          generator: random.Random | None = None) -> History:
     """Fit the model with mini-batch gradient descent and return what each epoch measured.
 
     Each epoch visits the samples in an order shuffled by its own generator (seeded by `seed`),
     in batches of `batch_size` (None: all at once); each batch's mean loss is backpropagated
     and the optimizer takes one step. The same seed gives the same run, bit for bit.
     `optimizer` is a name from OPTIMIZERS (then `lr` and `weight_decay` default to
-    DEFAULT_LR and the optimizer's own default) or an Optimizer made by hand.
+    DEFAULT_LR and the optimizer's own default) or an Optimizer made by hand. `generator`,
+    a random.Random, shuffles instead of a new one seeded by `seed`: pass the same one (or
+    one with its saved state) to go on where a run stopped.
     """
     n = len(X)
     if n == 0 or n != len(y):
@@ -1633,15 +1700,16 @@ def train(model: Module, X: Sequence[Sequence[float]], y: Sequence, loss: str | 
     bad = _first_non_finite(model) if isinstance(model, Module) else None
     if bad is not None:
         raise ValueError(f"the model has a non-finite parameter before training: {bad}")
-    rng = random.Random(seed)
+    rng = generator or random.Random(seed)
     steps = 0
+    order = list(range(n))
     history.loss_name = loss if isinstance(loss, str) else getattr(loss, "__name__", "custom")
     history.optimizer = f"{type(opt).__name__} (lr {opt.lr:g})"
-    order = list(range(n))
     with _gc_paused:
         for epoch in range(1, epochs + 1):
             start = time.perf_counter()
-            if shuffle:
+            if shuffle:  # from the same start each epoch: the generator alone decides
+                order = list(range(n))
                 rng.shuffle(order)
             total, scores, labels = 0.0, [], []
             for first in range(0, n, batch_size):
@@ -3034,7 +3102,8 @@ def build_parser() -> argparse.ArgumentParser:
                         for name, t in TASKS.items()) + ".")
     add = train_cmd.add_argument
     add("--dataset", choices=list(DATASETS), default="toy", help="the data (default toy)")
-    add("--epochs", type=_positive_int, help="passes over the data (default: per dataset)")
+    add("--epochs", type=lambda text: _whole(text, 0),
+        help="passes over the data (default: per dataset; 0 with --load evaluates only)")
     add("--optim", choices=list(OPTIMIZERS), help="the optimizer (default: per dataset)")
     add("--lr", type=_positive_float,
         help="learning rate (default per optimizer: "
@@ -3163,9 +3232,10 @@ def _load_data(args: argparse.Namespace) -> tuple[list, list]:
         raise CommandError(f"cannot make the {args.dataset} dataset: {e}") from None
 
 
-def _load_model(path: str) -> MLP:
+def _load_model(path: str) -> tuple[MLP, dict | None]:
+    """The model in path and what its run saved to go on from (None for a version 1 file)."""
     try:
-        return MLP.load(path)
+        return MLP.load_with_training(path)
     except FileNotFoundError:
         raise CommandError(f"cannot load {path}: no such file") from None
     except OSError as e:
@@ -3225,10 +3295,10 @@ def _say(args: argparse.Namespace, line: str) -> None:
 
 
 def _write_outputs(args: argparse.Namespace, model: MLP, history: History, X: list, y: list,
-                   loss: str, val: tuple[list, list] | None) -> None:
+                   loss: str, val: tuple[list, list] | None, training: dict) -> None:
     if args.save:
         try:
-            model.save(args.save)
+            model.save(args.save, training)
         except OSError as e:
             raise CommandError(f"cannot save {args.save}: {e.strerror or e}") from None
         _say(args, f"model saved to {args.save}")
@@ -3254,6 +3324,34 @@ def _write_outputs(args: argparse.Namespace, model: MLP, history: History, X: li
         _say(args, f"graph of the loss of sample 0 saved to {args.graph}")
 
 
+def _resume(args: argparse.Namespace, saved: dict | None, optim: str,
+            opt: Optimizer) -> tuple[random.Random, int]:
+    """The shuffling generator and the epochs done so far: fresh, or as a saved run left
+    them, whose optimizer state then goes into opt (if it is the same optimizer)."""
+    if saved is None:
+        return random.Random(args.seed), 0
+    try:
+        rng = random.Random()
+        version, internal, gauss = saved["generator"]
+        rng.setstate((version, tuple(internal), gauss))
+        done = saved["epochs"]
+        if isinstance(done, bool) or not isinstance(done, int) or done < 0:
+            raise ValueError(f"epochs must be a whole number, got {done!r}")
+        if saved["optimizer"] == optim:
+            opt.load_state_dict(saved["optimizer_state"])
+            if args.lr is not None:  # a flag given now wins over the saved setting
+                opt.lr = args.lr
+            if args.weight_decay is not None:
+                opt.weight_decay = args.weight_decay
+        else:
+            _say(args, f"{args.load} was trained with {saved['optimizer']}: {optim} starts "
+                       "afresh")
+    except (KeyError, TypeError, ValueError, OverflowError) as e:
+        raise CommandError(f"cannot resume from {args.load}: {e}") from None
+    _say(args, f"resuming from {args.load} after {_plural(done, 'epoch')}")
+    return rng, done
+
+
 def run_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     task = TASKS[args.dataset]
     X, y = _load_data(args)
@@ -3266,6 +3364,10 @@ def run_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None
     if args.load and (args.hidden or args.activation):
         parser.error("--hidden and --activation shape a new model; with --load the model "
                      "file has its own")
+    if args.epochs == 0 and not args.load:
+        parser.error("--epochs 0 evaluates a saved model: give it with --load")
+    if args.epochs == 0 and args.plot:
+        parser.error("--plot draws training curves, and --epochs 0 trains nothing")
     drawings = [flag for flag in ("plot", "boundary", "graph") if getattr(args, flag)]
     if drawings:  # find out now, not after a long run
         try:
@@ -3287,8 +3389,9 @@ def run_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None
     val = (X[split:], targets[split:]) if n_val else None
 
     nout = classes if loss == "ce" else 1
+    saved = None
     if args.load:
-        model = _load_model(args.load)
+        model, saved = _load_model(args.load)
         if model.nin != len(X[0]) or model.nouts[-1] != nout:
             raise CommandError(
                 f"cannot load {args.load}: the model maps {model.nin} inputs to "
@@ -3308,8 +3411,9 @@ def run_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None
                            f"{GRAPH_LIMIT} values even folded; train a smaller network "
                            "(--hidden)")
     optim = args.optim or task["optim"]
-    epochs = args.epochs or task["epochs"]
+    epochs = task["epochs"] if args.epochs is None else args.epochs
     opt = _make_optimizer(optim, model.parameters(), args.lr, args.weight_decay)
+    rng, done = _resume(args, saved, optim, opt)
     lr = opt.lr
     show = len(X_train) <= 10 and not args.quiet
     if not args.quiet:
@@ -3325,10 +3429,12 @@ def run_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None
         print(f"{_shown_as(loss) + ' before:':<{width}}",
               _format_predictions(_shown(model, X_train, loss)))
     start = time.perf_counter()
+    history = History()
     try:
-        history = train(model, X_train, y_train, loss=loss, optimizer=opt, epochs=epochs,
-                        batch_size=args.batch_size, seed=args.seed, val=val,
-                        verbose=not args.quiet)
+        if epochs:
+            history = train(model, X_train, y_train, loss=loss, optimizer=opt, epochs=epochs,
+                            batch_size=args.batch_size, val=val, verbose=not args.quiet,
+                            generator=rng)
     except TrainingError as e:
         raise CommandError(str(e)) from None
     seconds = time.perf_counter() - start
@@ -3345,9 +3451,16 @@ def run_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None
         summary += f", val_loss {_loss(val_loss)}"
         if val_accuracy is not None:
             summary += f", val_accuracy {_percent(val_accuracy)}"
-    print(summary + f" on all {len(X_train)} training samples after training "
-          f"({_plural(epochs, 'epoch')} in {seconds:.3g} s)")
-    _write_outputs(args, model, history, X_train, y_train, loss, val)
+    if not epochs:
+        print(summary + f" on all {len(X_train)} samples (evaluated only, after "
+              f"{_plural(done, 'epoch')} of training)")
+    else:
+        print(summary + f" on all {len(X_train)} training samples after training "
+              f"({_plural(epochs, 'epoch')} in {seconds:.3g} s"
+              + (f", {done + epochs} in all" if done else "") + ")")
+    training = {"optimizer": optim, "optimizer_state": opt.state_dict(),
+                "epochs": done + epochs, "generator": rng.getstate()}
+    _write_outputs(args, model, history, X_train, y_train, loss, val, training)
 
 
 def run_bench(args: argparse.Namespace) -> None:

@@ -963,10 +963,10 @@ def test_train_command_flags_work_together(tmp_path):
 
 
 def test_train_command_bad_flag_exits_2_with_usage():
-    result = run_cli("train", "--epochs", "0")
+    result = run_cli("train", "--epochs", "-1")
     assert result.returncode == 2
     assert result.stderr.startswith("usage:") and "Traceback" not in result.stderr
-    assert "--epochs: must be at least 1, got 0" in result.stderr
+    assert "--epochs: must be at least 0, got -1" in result.stderr
 
 
 @pytest.mark.parametrize("flags", [["--lr", "-1"], ["--lr", "nan"], ["--batch-size", "0"],
@@ -2430,3 +2430,70 @@ def test_code_written_for_the_original_micrograd_traces_our_graphs():
     model = mg.MLP(2, [3, 1], activation="relu", output_activation="linear", seed=0)
     nodes, edges = original_trace(model([1.0, 2.0]))
     assert set(model.parameters()) <= nodes and len(edges) == 3 * 5 + 7
+
+
+# ---------------------------------------------------------------------------------------------
+# Save, resume, evaluate
+# ---------------------------------------------------------------------------------------------
+
+def test_optimizer_state_dict_round_trips_through_json_and_refuses_bad_ones():
+    params = [Value(0.5), Value(-1.0)]
+    opt = mg.Adam(params, lr=0.01, betas=(0.8, 0.99))
+    for p in params:
+        p.grad = 0.3
+    opt.step()
+    saved = json.loads(json.dumps(opt.state_dict()))
+    assert saved["param_groups"][0]["betas"] == [0.8, 0.99] and set(saved["state"]) == {"0", "1"}
+    other = mg.Adam([Value(0.5), Value(-1.0)])
+    other.load_state_dict(saved)
+    assert other.betas == (0.8, 0.99) and other.lr == 0.01 and other.state == opt.state
+    before = (other.lr, [dict(s) for s in other.state])
+    for bad in ({"state": {}, "param_groups": []},
+                {**saved, "state": {"0": {"exp_avg": math.nan}}},
+                {**saved, "state": {"0": {"momentum_buffer": 1.0}}},
+                {**saved, "state": {"5": {"step": 1.0}}},
+                {**saved, "param_groups": [{**saved["param_groups"][0], "eps": 0.0}]},
+                {**saved, "param_groups": [{**saved["param_groups"][0], "params": [0]}]}):
+        with pytest.raises(ValueError, match="not a state_dict of this Adam"):
+            other.load_state_dict(bad)
+        assert (other.lr, other.state) == before
+
+
+@pytest.mark.parametrize("optim", list(mg.OPTIMIZERS))
+def test_five_epochs_saved_and_five_resumed_equal_ten_bit_for_bit(optim, tmp_path, capsys):
+    common = ["train", "--dataset", "moons", "--samples", "24", "--batch-size", "8",
+              "--optim", optim, "--quiet"]
+    paths = {name: str(tmp_path / f"{name}.json") for name in ("ten", "five", "resumed")}
+    assert mg.main([*common, "--hidden", "5", "--epochs", "10", "--save", paths["ten"]]) == 0
+    assert mg.main([*common, "--hidden", "5", "--epochs", "5", "--save", paths["five"]]) == 0
+    assert mg.main([*common, "--epochs", "5", "--load", paths["five"],
+                    "--save", paths["resumed"]]) == 0
+    ten, resumed = (json.loads(Path(paths[k]).read_text()) for k in ("ten", "resumed"))
+    assert ten["state_dict"] == resumed["state_dict"]
+    assert ten["training"] == resumed["training"] and ten["training"]["epochs"] == 10
+    assert ten["version"] == 2
+    capsys.readouterr()
+
+
+def test_epochs_zero_evaluates_a_saved_model_and_version_1_files_still_load(tmp_path, capsys):
+    model = mg.MLP(2, [4, 1], activation="relu", output_activation="linear", seed=0)
+    old = tmp_path / "old.json"
+    model.save(str(old))
+    assert json.loads(old.read_text())["version"] == 1
+    args = ["train", "--dataset", "moons", "--samples", "30", "--load", str(old)]
+    assert mg.main([*args, "--epochs", "0", "--boundary", str(tmp_path / "b.png")]) == 0
+    out = capsys.readouterr().out
+    X, y = mg.make_moons(30, seed=0)
+    expected_loss = mg.evaluate(model, X, [2 * t - 1 for t in y], "hinge")[0]
+    assert f"final: loss {expected_loss:.6f}" in out and "evaluated only" in out
+    assert "epoch 1" not in out and png_size(tmp_path / "b.png")[0] > 300
+    assert mg.main([*args, "--epochs", "2", "--quiet"]) == 0  # a fresh optimizer
+    with pytest.raises(SystemExit) as stop:
+        mg.main(["train", "--epochs", "0"])
+    assert stop.value.code == 2 and "--load" in capsys.readouterr().err
+    broken = json.loads(old.read_text())
+    broken["version"], broken["training"] = 2, {"optimizer": "adam", "epochs": 3}
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(broken))
+    assert mg.main([*args[:-1], str(bad), "--optim", "adam"]) == 1
+    assert "cannot resume from" in capsys.readouterr().err
