@@ -605,6 +605,48 @@ def gradcheck(f: Callable[..., Value], inputs: Sequence[float], eps: float = 1e-
     return True
 
 
+def _digits(x: float) -> str:
+    """Four decimals, or four significant digits where decimals would hide the number."""
+    return f"{x:.4f}" if x == 0 or 1e-4 <= abs(x) < 1e6 or not math.isfinite(x) else f"{x:.4g}"
+
+
+def explain(root: Value, full: bool = False, head: int = 20, tail: int = 10) -> str:
+    """The chain rule, spelled out: one line per node from root down, its gradient as the
+    sum over the ops it feeds of d root/d op * d op/d node, with the numbers backward()
+    used and stored:
+
+        dL/dd = dL/dL * dL/dd = 1.0000 * -2.0000 = -2.0000
+
+    Nodes are named by their labels, else n1, n2, ... in the order of the lines. Past
+    head + tail lines, the middle ones are counted instead of shown unless full. Call
+    backward() first.
+    """
+    order = _topological_order(root)[::-1]  # the root first, each node before its children
+    if root.grad != 1.0:
+        raise ValueError("explain() shows what backward() computed: call root.backward() "
+                         "first")
+    names: dict[Value, str] = {}
+    for v in order:
+        names[v] = v.label or f"n{len(names) + 1}"
+    parents: dict[Value, list[tuple[Value, float]]] = {v: [] for v in order}
+    for v in order:
+        for child, local in zip(v._children, v._local_grads):
+            parents[child].append((v, local))
+    top = names[root]
+    lines = [f"d{top}/d{top} = {_digits(1.0)}"]
+    for v in order[1:]:
+        name = names[v]
+        paths = parents[v]
+        symbols = " + ".join(f"d{top}/d{names[p]} * d{names[p]}/d{name}" for p, _ in paths)
+        numbers = " + ".join(f"{_digits(p.grad)} * {_digits(local)}" for p, local in paths)
+        lines.append(f"d{top}/d{name} = {symbols} = {numbers} = {_digits(v.grad)}")
+    if not full and len(lines) > head + tail + 1:
+        hidden = len(lines) - head - tail
+        lines = [*lines[:head], f"... {hidden} more lines (explain(root, full=True) shows "
+                 "them all) ...", *lines[-tail:]]
+    return "\n".join(lines)
+
+
 ACTIVATIONS: dict[str, Callable[[Value], Value]] = {
     "linear": lambda v: v,
     "tanh": Value.tanh,
@@ -3086,6 +3128,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="where to save the graph (.png, .svg or .pdf; default graph.png)")
     expr.add_argument("--rankdir", choices=("LR", "TB"), default="LR",
                       help="draw left to right (LR, default) or top to bottom (TB)")
+    expr.add_argument("--explain", action="store_true",
+                      help="spell out the chain rule: each gradient as the products it came "
+                           "from, with numbers")
     expr.add_argument("--color", choices=("grad",),
                       help="fill each box by its gradient: blue below zero, red above")
     expr.add_argument("--show", action="store_true", help="also open the graph in a window")
@@ -3172,6 +3217,9 @@ def run_expr(args: argparse.Namespace) -> None:
     print(f"{'node':<6}{'op':<4}{'data':>10}{'grad':>10}")
     for v in _topological_order(L):
         print(f"{v.label:<6}{v._op:<4}{v.data:>10.4f}{v.grad:>10.4f}")
+    if args.explain:
+        print()
+        print(explain(L))
     _check_folder(args.out)
     _draw(lambda: draw_graph(L, args.out, show=args.show, rankdir=args.rankdir,
                              color=args.color), args.out)

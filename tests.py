@@ -2497,3 +2497,68 @@ def test_epochs_zero_evaluates_a_saved_model_and_version_1_files_still_load(tmp_
     bad.write_text(json.dumps(broken))
     assert mg.main([*args[:-1], str(bad), "--optim", "adam"]) == 1
     assert "cannot resume from" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------
+# The chain rule, spelled out
+# ---------------------------------------------------------------------------------------------
+
+def check_explained(root: Value, text: str) -> int:
+    """Parse explain()'s lines; each must name the node's gradient as backward() stored it,
+    and be the sum of the products it shows. Returns how many lines were checked."""
+    order = mg._topological_order(root)[::-1]
+    lines = text.splitlines()
+    assert lines[0].endswith(" = 1.0000")
+    pattern = re.compile(r"^d(\S+)/d(\S+) = (.+?) = (.+?) = (\S+)$")
+    for v, line in zip(order[1:], lines[1:]):
+        match = pattern.match(line)
+        assert match, line
+        top, name, symbols, numbers, value = match.groups()
+        assert name == (v.label or name) and value == mg._digits(v.grad)
+        products = [term.split(" * ") for term in numbers.split(" + ")]
+        assert len(products) == len(symbols.split(" + ")) == sum(
+            child is v for p in order for child in p._children)
+        total = sum(float(a) * float(b) for a, b in products)
+        assert abs(total - v.grad) <= 1e-3 * max(1.0, abs(v.grad)) * len(products), line
+    return len(lines)
+
+
+def test_explain_spells_out_the_chain_rule_with_the_numbers_backward_stored():
+    L = mg._expression()
+    L.backward()
+    text = mg.explain(L)
+    assert "dL/dd = dL/dL * dL/dd = 1.0000 * -2.0000 = -2.0000" in text.splitlines()
+    assert check_explained(L, text) == 7
+    a = Value(3.0, "a")
+    twice = a + a
+    twice.label = "t"
+    twice.backward()
+    assert mg.explain(twice).splitlines()[1] == (
+        "dt/da = dt/dt * dt/da + dt/dt * dt/da = 1.0000 * 1.0000 + 1.0000 * 1.0000 = 2.0000")
+    for root in (mg.Neuron(3, "relu", random.Random(0))([0.5, -1.0, 2.0]) * 1.0,
+                 Value.dot([Value(0.5), Value(2.0)], [Value(-1.0), Value(3.0)], 0.1) * 2.0,
+                 cube(Value(1.2, "x")).tanh()):
+        root.backward()
+        check_explained(root, mg.explain(root))
+    with pytest.raises(ValueError, match="backward"):
+        mg.explain(Value(2.0) * 3.0)
+
+
+def test_explain_shortens_a_big_graph_unless_asked_for_all():
+    loss, model = mlp_sample_loss(3, [4, 4], "mse", "tanh")
+    short, full = mg.explain(loss), mg.explain(loss, full=True)
+    nodes = len(mg._topological_order(loss))
+    assert len(full.splitlines()) == nodes > 50
+    assert check_explained(loss, full) == nodes
+    lines = short.splitlines()
+    assert len(lines) == 31 and lines[:20] == full.splitlines()[:20]
+    assert lines[20] == (f"... {nodes - 30} more lines (explain(root, full=True) shows them "
+                         "all) ...")
+    assert lines[21:] == full.splitlines()[-10:]
+    assert any("L1.N0.w" in line for line in full.splitlines())  # parameters by their names
+
+
+def test_expr_explain_prints_the_chain_rule(capsys, tmp_path):
+    assert mg.main(["expr", "--explain", "--out", str(tmp_path / "g.png")]) == 0
+    out = capsys.readouterr().out
+    assert "dL/da = dL/de * de/da = -2.0000 * -3.0000 = 6.0000" in out
