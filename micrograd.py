@@ -1716,7 +1716,8 @@ def train(model: Module, X: Sequence[Sequence[float]], y: Sequence, loss: str | 
           batch_size: int | None = None, shuffle: bool = True, seed: int | None = None,
           val: tuple[Sequence, Sequence] | None = None, verbose: bool = True,
           weight_decay: float | None = None,
-          generator: random.Random | None = None) -> History:
+          generator: random.Random | None = None,
+          on_epoch: Callable[[int, Module, History], None] | None = None) -> History:
     """Fit the model with mini-batch gradient descent and return what each epoch measured.
 
     Each epoch visits the samples in an order shuffled by its own generator (seeded by `seed`),
@@ -1725,7 +1726,8 @@ def train(model: Module, X: Sequence[Sequence[float]], y: Sequence, loss: str | 
     `optimizer` is a name from OPTIMIZERS (then `lr` and `weight_decay` default to
     DEFAULT_LR and the optimizer's own default) or an Optimizer made by hand. `generator`,
     a random.Random, shuffles instead of a new one seeded by `seed`: pass the same one (or
-    one with its saved state) to go on where a run stopped.
+    one with its saved state) to go on where a run stopped. `on_epoch(epoch, model,
+    history)` is called after each epoch (animate_training draws its frames so).
     """
     n = len(X)
     if n == 0 or n != len(y):
@@ -1782,6 +1784,8 @@ def train(model: Module, X: Sequence[Sequence[float]], y: Sequence, loss: str | 
                 history.val_accuracy.append(val_accuracy)
             history.seconds.append(time.perf_counter() - start)
             progress.epoch(epoch, history)
+            if on_epoch is not None:
+                on_epoch(epoch, model, history)
         # the checks above see each step's loss before the step: the last step's result
         # is seen only here
         final_loss = evaluate(model, X, y, loss_fn)[0]
@@ -2608,7 +2612,7 @@ def plot_decision_boundary(model: Callable, X: Sequence[Sequence[float]], y: Seq
     xs, ys = [p[0] for p in everything], [p[1] for p in everything]
     gx = _linspace(min(xs) - 0.5, max(xs) + 0.5, resolution)
     gy = _linspace(min(ys) - 0.5, max(ys) + 0.5, resolution)
-    scores = predict(model, [[a, b] for b in gy for a in gx])
+    scores = _grid_scores(model, [[a, b] for b in gy for a in gx])
     fig = _figure(468, 396)
     ax = fig.add_subplot()
     if isinstance(scores[0], list):  # one score per class
@@ -2664,6 +2668,123 @@ def plot_decision_boundary(model: Callable, X: Sequence[Sequence[float]], y: Seq
     ax.set_title(f"{dataset + ': ' if dataset else ''}{', '.join(parts)}")
     fig.tight_layout()
     return _finish(fig, path, show)
+
+
+MAX_FRAMES = 60  # an animation samples long runs down to about this many frames
+
+
+def _grid_scores(model: Callable, points: list[list[float]]) -> list:
+    """The model's scores at many points of the plane, for a picture: an MLP's are worked
+    out with floats alone (the very sums and activations its nodes compute, five times
+    faster); any other model goes through predict()."""
+    if not isinstance(model, MLP):
+        return predict(model, points)
+    scores = []
+    for x in points:
+        for layer in model.layers:
+            x = [_ACTIVATIONS_AT[n.activation](sum(map(mul, [w.data for w in n.w], x), 0.0)
+                                               + n.b.data)[0] for n in layer.neurons]
+        scores.append(x[0] if len(x) == 1 else x)
+    return scores
+
+
+class _Frames:
+    """The frames of a training run, taken by train()'s on_epoch: at each sampled epoch, the
+    model's scores on a coarse grid of the plane (a few hundred points: a frame must be
+    cheap) and the losses so far."""
+
+    def __init__(self, X: list, epochs: int, resolution: int = 24) -> None:
+        X = [list(map(float, p)) for p in X]
+        if not X or len(X[0]) != 2:
+            raise ValueError("an animation draws the decision boundary: it needs samples "
+                             f"with 2 inputs, got {len(X[0]) if X else 0}")
+        step = max(1.0, (epochs - 1) / (MAX_FRAMES - 1))
+        self.wanted = sorted({min(epochs, round(1 + i * step)) for i in range(MAX_FRAMES)})
+        xs, ys = [p[0] for p in X], [p[1] for p in X]
+        self.gx = _linspace(min(xs) - 0.5, max(xs) + 0.5, resolution)
+        self.gy = _linspace(min(ys) - 0.5, max(ys) + 0.5, resolution)
+        self.frames: list[tuple[int, list, list[float]]] = []
+
+    def __call__(self, epoch: int, model: Module, history: History) -> None:
+        if epoch in self.wanted:
+            scores = _grid_scores(model, [[a, b] for b in self.gy for a in self.gx])
+            self.frames.append((epoch, scores, list(history.loss)))
+
+    def save(self, path: str, X: list, y: list, title: str = "",
+             say: Callable[[str], None] = lambda line: None) -> None:
+        """Write the frames as an animated GIF: the plane shaded by the model's scores (class
+        colours for several outputs) with the samples on top, beside the loss so far."""
+        import numpy as np
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.colors import TwoSlopeNorm, to_rgb
+        from PIL import Image  # Pillow comes with matplotlib
+
+        fig = _figure(720, 324)
+        fig.set_dpi(50)
+        canvas = FigureCanvasAgg(fig)  # frames straight from the renderer, no PNG between
+        board, curve = fig.subplots(1, 2)
+        epochs = self.frames[-1][0]
+        classes = _classes_of(list(y))
+        colours = [to_rgb(_CLASS_COLOURS[k % 10]) for k in range(max(classes) + 1)]
+        extent = (self.gx[0], self.gx[-1], self.gy[0], self.gy[-1])
+        first = self._image(self.frames[0][1], colours, np, TwoSlopeNorm)
+        picture = board.imshow(first, origin="lower", extent=extent, aspect="auto",
+                               interpolation="bilinear")
+        points = board.scatter([p[0] for p in X], [p[1] for p in X], s=18,
+                               c=[colours[k] for k in classes], edgecolors="black",
+                               linewidths=0.5)
+        board.set_xlabel("x0 (first input)")
+        board.set_ylabel("x1 (second input)")
+        line, = curve.plot([], [], color="#1f77b4")
+        curve.set_xlim(1, max(epochs, 2))
+        curve.set_ylim(0, 1.05 * max(max(loss) for _, _, loss in self.frames))
+        _epoch_axis(curve)
+        curve.set_ylabel("loss")
+        label = fig.text(0.5, 0.95, "", ha="center", fontsize="large")
+        moving = (picture, points, line, label)
+        for artist in moving:  # drawn anew on each frame, over a background drawn once
+            artist.set_animated(True)
+        fig.tight_layout(rect=(0, 0, 1, 0.92))
+        canvas.draw()
+        background = canvas.copy_from_bbox(fig.bbox)
+        images = []
+        for k, (epoch, scores, losses) in enumerate(self.frames, 1):
+            canvas.restore_region(background)
+            picture.set_data(self._image(scores, colours, np, TwoSlopeNorm))
+            line.set_data(range(1, len(losses) + 1), losses)
+            label.set_text(f"{title}epoch {epoch}/{epochs}")
+            for artist in moving:
+                fig.draw_artist(artist)
+            images.append(Image.frombuffer("RGBA", canvas.get_width_height(),
+                                           canvas.buffer_rgba()).convert("RGB"))
+            if k % 20 == 0 or k == len(self.frames):
+                say(f"frame {k}/{len(self.frames)}")
+        with _replacing(path) as f:
+            images[0].save(f, format="GIF", save_all=True, append_images=images[1:],
+                           duration=120, loop=0)
+
+    def _image(self, scores: list, colours: list, np: object, norm: Callable) -> object:
+        n = len(self.gx)
+        if isinstance(scores[0], list):  # class colours, paler where the model is unsure
+            probs = [_softmax(row) for row in scores]
+            best = np.array([p.index(max(p)) for p in probs]).reshape(n, n)
+            sure = np.array([max(p) for p in probs]).reshape(n, n)
+            return 1.0 - (1.0 - np.array(colours)[best]) * (0.15 + 0.45 * sure)[..., None]
+        grid = np.array(scores).reshape(n, n)
+        reach = max(float(np.quantile(np.abs(grid), 0.9)), 1e-9)
+        from matplotlib import colormaps
+
+        return colormaps["RdBu_r"](norm(0.0, -reach, reach)(np.clip(grid, -reach, reach)))
+
+
+def animate_training(model: Module, X: Sequence, y: Sequence, path: str,
+                     epochs: int = 20, **train_options: object) -> History:
+    """Train as train() does and write the run as an animated GIF to path: the decision
+    boundary and the loss curve growing, a frame per epoch (at most about MAX_FRAMES)."""
+    frames = _Frames(list(X), epochs)
+    history = train(model, X, y, epochs=epochs, on_epoch=frames, **train_options)
+    frames.save(path, list(X), list(y))
+    return history
 
 
 # ---------------------------------------------------------------------------------------------
@@ -3095,6 +3216,14 @@ def _path(text: str) -> str:
     return text
 
 
+def _gif_path(text: str) -> str:
+    _path(text)
+    if not text.lower().endswith(".gif"):
+        raise argparse.ArgumentTypeError(f"{text!r}: an animation is written as a GIF: end "
+                                         "the name in .gif")
+    return text
+
+
 def _image_path(text: str) -> str:
     _path(text)
     try:
@@ -3175,6 +3304,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="save the decision boundary (datasets with 2 inputs)")
     add("--graph", type=_image_path, metavar="FILE",
         help="save the graph of the loss of one sample through the trained model")
+    add("--animate", type=_gif_path, metavar="FILE.gif",
+        help="save the run as an animated GIF: the decision boundary and the loss, a frame "
+             f"per epoch (at most about {MAX_FRAMES}; datasets with 2 inputs)")
     add("--save", type=_path, metavar="FILE", help="save the trained model as JSON")
     add("--load", type=_path, metavar="FILE", help="start from a model saved with --save")
     add("--quiet", action="store_true", help="print only the final summary")
@@ -3403,9 +3535,12 @@ def _resume(args: argparse.Namespace, saved: dict | None, optim: str,
 def run_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     task = TASKS[args.dataset]
     X, y = _load_data(args)
-    if args.boundary and len(X[0]) != 2:
-        parser.error(f"--boundary draws datasets with 2 inputs; {args.dataset} has "
-                     f"{len(X[0])}")
+    for flag in ("boundary", "animate"):
+        if getattr(args, flag) and len(X[0]) != 2:
+            parser.error(f"--{flag} draws datasets with 2 inputs; {args.dataset} has "
+                         f"{len(X[0])}")
+    if args.animate and args.epochs == 0:
+        parser.error("--animate draws training, and --epochs 0 trains nothing")
     if args.dataset in ("toy", "xor") and (args.samples or args.noise is not None):
         parser.error(f"--samples and --noise apply to moons, circles and spiral, "
                      f"not {args.dataset}")
@@ -3416,14 +3551,15 @@ def run_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None
         parser.error("--epochs 0 evaluates a saved model: give it with --load")
     if args.epochs == 0 and args.plot:
         parser.error("--plot draws training curves, and --epochs 0 trains nothing")
-    drawings = [flag for flag in ("plot", "boundary", "graph") if getattr(args, flag)]
+    drawings = [flag for flag in ("plot", "boundary", "graph", "animate")
+                if getattr(args, flag)]
     if drawings:  # find out now, not after a long run
         try:
             import matplotlib  # noqa: F401
         except ImportError:
             raise CommandError(f"--{drawings[0]} needs matplotlib, which is not installed "
                                "(pip install matplotlib)") from None
-    for path in (args.save, args.plot, args.boundary, args.graph):
+    for path in (args.save, args.plot, args.boundary, args.graph, args.animate):
         _check_folder(path)
     loss = args.loss or task["loss"]
     classes = len(set(y))
@@ -3479,10 +3615,11 @@ def run_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None
     start = time.perf_counter()
     history = History()
     try:
+        frames = _Frames(X_train, epochs) if args.animate else None
         if epochs:
             history = train(model, X_train, y_train, loss=loss, optimizer=opt, epochs=epochs,
                             batch_size=args.batch_size, val=val, verbose=not args.quiet,
-                            generator=rng)
+                            generator=rng, on_epoch=frames)
     except TrainingError as e:
         raise CommandError(str(e)) from None
     seconds = time.perf_counter() - start
@@ -3509,6 +3646,11 @@ def run_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None
     training = {"optimizer": optim, "optimizer_state": opt.state_dict(),
                 "epochs": done + epochs, "generator": rng.getstate()}
     _write_outputs(args, model, history, X_train, y_train, loss, val, training)
+    if frames is not None:
+        _say(args, f"drawing {len(frames.frames)} frames of {args.animate}...")
+        _draw(lambda: frames.save(args.animate, X_train, y_train, f"{args.dataset}, ",
+                                  lambda line: _say(args, line)), args.animate)
+        _say(args, f"animation saved to {args.animate}")
 
 
 def run_bench(args: argparse.Namespace) -> None:

@@ -2562,3 +2562,56 @@ def test_expr_explain_prints_the_chain_rule(capsys, tmp_path):
     assert mg.main(["expr", "--explain", "--out", str(tmp_path / "g.png")]) == 0
     out = capsys.readouterr().out
     assert "dL/da = dL/de * de/da = -2.0000 * -3.0000 = 6.0000" in out
+
+
+# ---------------------------------------------------------------------------------------------
+# Training you can watch
+# ---------------------------------------------------------------------------------------------
+
+def test_on_epoch_sees_each_epoch_with_the_model_and_the_history():
+    X, y = mg.make_toy()
+    model = mg.MLP(3, [4, 1], seed=0)
+    seen = []
+    mg.train(model, X, y, epochs=4, verbose=False,
+             on_epoch=lambda epoch, m, history: seen.append((epoch, m is model, len(history))))
+    assert seen == [(1, True, 1), (2, True, 2), (3, True, 3), (4, True, 4)]
+
+
+def test_long_runs_are_sampled_to_about_sixty_frames():
+    X, _ = mg.make_moons(20, seed=0)
+    assert mg._Frames(X, 7).wanted == list(range(1, 8))
+    wanted = mg._Frames(X, 500).wanted
+    assert len(wanted) <= mg.MAX_FRAMES and wanted[0] == 1 and wanted[-1] == 500
+    with pytest.raises(ValueError, match="2 inputs"):
+        mg._Frames(mg.make_toy()[0], 5)
+
+
+def test_animate_training_writes_a_gif_of_one_frame_per_epoch(tmp_path):
+    pytest.importorskip("matplotlib")
+    from PIL import Image
+
+    X, y = mg.make_spiral(30, seed=0)
+    model = mg.MLP(2, [6, 3], activation="relu", output_activation="linear", seed=0)
+    history = mg.animate_training(model, X, y, str(tmp_path / "s.gif"), epochs=4, loss="ce",
+                                  optimizer="adam", verbose=False)
+    assert len(history) == 4
+    with Image.open(tmp_path / "s.gif") as gif:
+        assert gif.format == "GIF" and gif.n_frames == 4 and gif.size == (500, 225)
+
+
+def test_train_animate_on_the_command_line(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    from PIL import Image
+
+    result = run_cli("train", "--dataset", "moons", "--samples", "30", "--epochs", "3",
+                     "--animate", "run.gif", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "drawing 3 frames of run.gif" in result.stdout
+    with Image.open(tmp_path / "run.gif") as gif:
+        assert gif.n_frames == 3
+    for flags, message in ((["--animate", "a.gif"], "2 inputs"),
+                           (["--dataset", "moons", "--animate", "a.png"], "name in .gif")):
+        with pytest.raises(SystemExit) as stop:
+            mg.main(["train", *flags])
+        assert stop.value.code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "a.gif").exists()
