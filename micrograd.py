@@ -610,7 +610,7 @@ def _digits(x: float) -> str:
     return f"{x:.4f}" if x == 0 or 1e-4 <= abs(x) < 1e6 or not math.isfinite(x) else f"{x:.4g}"
 
 
-def explain(root: Value, full: bool = False, head: int = 20, tail: int = 10) -> str:
+def explain(root: Value, full: bool = False, head: int = 35, tail: int = 15) -> str:
     """The chain rule, spelled out: one line per node from root down, its gradient as the
     sum over the ops it feeds of d root/d op * d op/d node, with the numbers backward()
     used and stored:
@@ -1573,6 +1573,34 @@ class History:
 
     def __len__(self) -> int:
         return len(self.loss)
+
+    def state_dict(self) -> dict:
+        """The measurements as plain JSON-able data (seconds left out: they are no result)."""
+        return {"loss": self.loss, "accuracy": self.accuracy, "val_loss": self.val_loss,
+                "val_accuracy": self.val_accuracy, "loss_name": self.loss_name,
+                "optimizer": self.optimizer}
+
+    def extend(self, other: History) -> None:
+        """Append the epochs of a later run of the same training (a resumed one)."""
+        for name in ("loss", "accuracy", "val_loss", "val_accuracy", "seconds"):
+            getattr(self, name).extend(getattr(other, name))
+        self.loss_name, self.optimizer = other.loss_name or self.loss_name, \
+            other.optimizer or self.optimizer
+
+    @classmethod
+    def from_state_dict(cls, state: dict) -> History:
+        history = cls()
+        for name in ("loss", "accuracy", "val_loss", "val_accuracy"):
+            values = state.get(name, [])
+            if not isinstance(values, list) or not all(
+                    v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
+                    for v in values):
+                raise ValueError(f"history.{name} must be a list of numbers")
+            setattr(history, name, [None if v is None else float(v) for v in values])
+        history.seconds = [0.0] * len(history.loss)
+        history.loss_name = str(state.get("loss_name", ""))
+        history.optimizer = str(state.get("optimizer", ""))
+        return history
 
     def __repr__(self) -> str:
         last = f", last loss {self.loss[-1]:.6g}" if self.loss else ""
@@ -3505,11 +3533,12 @@ def _write_outputs(args: argparse.Namespace, model: MLP, history: History, X: li
 
 
 def _resume(args: argparse.Namespace, saved: dict | None, optim: str,
-            opt: Optimizer) -> tuple[random.Random, int]:
-    """The shuffling generator and the epochs done so far: fresh, or as a saved run left
-    them, whose optimizer state then goes into opt (if it is the same optimizer)."""
+            opt: Optimizer) -> tuple[random.Random, int, History]:
+    """The shuffling generator, the epochs done so far and what they measured: fresh, or
+    as a saved run left them, whose optimizer state then goes into opt (if it is the same
+    optimizer)."""
     if saved is None:
-        return random.Random(args.seed), 0
+        return random.Random(args.seed), 0, History()
     try:
         rng = random.Random()
         version, internal, gauss = saved["generator"]
@@ -3517,6 +3546,7 @@ def _resume(args: argparse.Namespace, saved: dict | None, optim: str,
         done = saved["epochs"]
         if isinstance(done, bool) or not isinstance(done, int) or done < 0:
             raise ValueError(f"epochs must be a whole number, got {done!r}")
+        earlier = History.from_state_dict(saved.get("history", {}))
         if saved["optimizer"] == optim:
             opt.load_state_dict(saved["optimizer_state"])
             if args.lr is not None:  # a flag given now wins over the saved setting
@@ -3529,7 +3559,7 @@ def _resume(args: argparse.Namespace, saved: dict | None, optim: str,
     except (KeyError, TypeError, ValueError, OverflowError) as e:
         raise CommandError(f"cannot resume from {args.load}: {e}") from None
     _say(args, f"resuming from {args.load} after {_plural(done, 'epoch')}")
-    return rng, done
+    return rng, done, earlier
 
 
 def run_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
@@ -3549,8 +3579,6 @@ def run_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None
                      "file has its own")
     if args.epochs == 0 and not args.load:
         parser.error("--epochs 0 evaluates a saved model: give it with --load")
-    if args.epochs == 0 and args.plot:
-        parser.error("--plot draws training curves, and --epochs 0 trains nothing")
     drawings = [flag for flag in ("plot", "boundary", "graph", "animate")
                 if getattr(args, flag)]
     if drawings:  # find out now, not after a long run
@@ -3597,7 +3625,7 @@ def run_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None
     optim = args.optim or task["optim"]
     epochs = task["epochs"] if args.epochs is None else args.epochs
     opt = _make_optimizer(optim, model.parameters(), args.lr, args.weight_decay)
-    rng, done = _resume(args, saved, optim, opt)
+    rng, done, earlier = _resume(args, saved, optim, opt)
     lr = opt.lr
     show = len(X_train) <= 10 and not args.quiet
     if not args.quiet:
@@ -3643,8 +3671,11 @@ def run_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None
         print(summary + f" on all {len(X_train)} training samples after training "
               f"({_plural(epochs, 'epoch')} in {seconds:.3g} s"
               + (f", {done + epochs} in all" if done else "") + ")")
+    earlier.extend(history)  # the curves of the whole run, resumed or not
+    history = earlier
     training = {"optimizer": optim, "optimizer_state": opt.state_dict(),
-                "epochs": done + epochs, "generator": rng.getstate()}
+                "epochs": done + epochs, "generator": rng.getstate(),
+                "history": history.state_dict()}
     _write_outputs(args, model, history, X_train, y_train, loss, val, training)
     if frames is not None:
         _say(args, f"drawing {len(frames.frames)} frames of {args.animate}...")

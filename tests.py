@@ -2488,6 +2488,12 @@ def test_epochs_zero_evaluates_a_saved_model_and_version_1_files_still_load(tmp_
     expected_loss = mg.evaluate(model, X, [2 * t - 1 for t in y], "hinge")[0]
     assert f"final: loss {expected_loss:.6f}" in out and "evaluated only" in out
     assert "epoch 1" not in out and png_size(tmp_path / "b.png")[0] > 300
+    resumable = tmp_path / "run.json"
+    assert mg.main([*args[:-2], "--epochs", "3", "--quiet", "--save", str(resumable)]) == 0
+    assert mg.main([*args[:-2], "--load", str(resumable), "--epochs", "0", "--quiet",
+                    "--plot", str(tmp_path / "curves.png")]) == 0  # the saved run's curves
+    assert png_size(tmp_path / "curves.png")[0] > 300
+    assert len(json.loads(resumable.read_text())["training"]["history"]["loss"]) == 3
     assert mg.main([*args, "--epochs", "2", "--quiet"]) == 0  # a fresh optimizer
     with pytest.raises(SystemExit) as stop:
         mg.main(["train", "--epochs", "0"])
@@ -2549,13 +2555,13 @@ def test_explain_shortens_a_big_graph_unless_asked_for_all():
     loss, model = mlp_sample_loss(3, [4, 4], "mse", "tanh")
     short, full = mg.explain(loss), mg.explain(loss, full=True)
     nodes = len(mg._topological_order(loss))
-    assert len(full.splitlines()) == nodes > 50
+    assert len(full.splitlines()) == nodes > 51
     assert check_explained(loss, full) == nodes
     lines = short.splitlines()
-    assert len(lines) == 31 and lines[:20] == full.splitlines()[:20]
-    assert lines[20] == (f"... {nodes - 30} more lines (explain(root, full=True) shows them "
+    assert len(lines) == 51 and lines[:35] == full.splitlines()[:35]
+    assert lines[35] == (f"... {nodes - 50} more lines (explain(root, full=True) shows them "
                          "all) ...")
-    assert lines[21:] == full.splitlines()[-10:]
+    assert lines[36:] == full.splitlines()[-15:]
     assert any("L1.N0.w" in line for line in full.splitlines())  # parameters by their names
 
 
