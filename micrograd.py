@@ -17,7 +17,6 @@ import argparse
 import builtins
 import contextlib
 import errno
-import functools
 import gc
 import inspect
 import json
@@ -229,15 +228,6 @@ class _CollectorPause:
 
 
 _gc_paused = _CollectorPause()
-
-
-def _collector_paused(function: Callable) -> Callable:
-    """function, run with the collector paused."""
-    @functools.wraps(function)
-    def paused(*args: object, **kwargs: object) -> object:
-        with _gc_paused:
-            return function(*args, **kwargs)
-    return paused
 
 
 class Value:
@@ -1268,18 +1258,18 @@ class Optimizer:
         for p in self.params:
             p.grad = 0.0
 
-    @_collector_paused
     def step(self) -> None:
         """Update every parameter from its gradient. All or nothing: the new values and
         states are computed first and stored only when every one of them has been."""
         new_values, new_states = [], []
-        for p, state in zip(self.params, self.state):
-            grad = p.grad
-            if self.weight_decay and not self.decoupled_weight_decay:
-                grad = _add(grad, p.data, self.weight_decay)  # L2 penalty on the gradient
-            new_state = state.copy()
-            new_values.append(self._update(p.data, grad, new_state))
-            new_states.append(new_state)
+        with _gc_paused:
+            for p, state in zip(self.params, self.state):
+                grad = p.grad
+                if self.weight_decay and not self.decoupled_weight_decay:
+                    grad = _add(grad, p.data, self.weight_decay)  # L2 penalty on the gradient
+                new_state = state.copy()
+                new_values.append(self._update(p.data, grad, new_state))
+                new_states.append(new_state)
         for p, value in zip(self.params, new_values):
             p.data = value
         self.state = new_states
@@ -1584,8 +1574,8 @@ class History:
         """Append the epochs of a later run of the same training (a resumed one)."""
         for name in ("loss", "accuracy", "val_loss", "val_accuracy", "seconds"):
             getattr(self, name).extend(getattr(other, name))
-        self.loss_name, self.optimizer = other.loss_name or self.loss_name, \
-            other.optimizer or self.optimizer
+        self.loss_name = other.loss_name or self.loss_name
+        self.optimizer = other.optimizer or self.optimizer
 
     @classmethod
     def from_state_dict(cls, state: dict) -> History:
@@ -2607,6 +2597,24 @@ def _softmax(row: list[float]) -> list[float]:
     return [e / total for e in exps]
 
 
+def _class_shades(probs: list[list[float]], n: int, colours: list) -> object:
+    """An n x n picture of the plane from class probabilities, one row per point: each point
+    in its likeliest class's colour over white, paler where the model is less sure."""
+    import numpy as np
+
+    best = np.array([p.index(max(p)) for p in probs]).reshape(n, n)
+    sure = np.array([max(p) for p in probs]).reshape(n, n)
+    return 1.0 - (1.0 - np.asarray(colours)[best]) * (0.15 + 0.45 * sure)[..., None]
+
+
+def _score_reach(grid: object) -> float:
+    """How far from 0 the colours of a score shading reach: most of the plane's scores, so
+    that shades near the decision line differ; the far corners take the end colours."""
+    import numpy as np
+
+    return max(float(np.quantile(np.abs(grid), 0.9)), 1e-9)
+
+
 def _classes_of(labels: list) -> list[int]:
     """Class indices of labels: -1/+1 and 0/1 become 0 and 1, indices stay as they are."""
     if set(labels) <= {-1, 1}:
@@ -2646,12 +2654,10 @@ def plot_decision_boundary(model: Callable, X: Sequence[Sequence[float]], y: Seq
     if isinstance(scores[0], list):  # one score per class
         probs = [_softmax(row) for row in scores]
         n_classes = max(len(scores[0]), max(_classes_of(y + val_y)) + 1)
-        best = np.array([row.index(max(row)) for row in probs]).reshape(resolution, resolution)
-        sure = np.array([max(row) for row in probs]).reshape(resolution, resolution)
         colours = np.array([to_rgb(_CLASS_COLOURS[k % 10]) for k in range(n_classes)])
-        image = 1.0 - (1.0 - colours[best]) * (0.15 + 0.45 * sure)[..., None]  # over white
-        ax.imshow(image, origin="lower", extent=(gx[0], gx[-1], gy[0], gy[-1]),
-                  interpolation="bilinear", aspect="auto")
+        ax.imshow(_class_shades(probs, resolution, colours), origin="lower",
+                  extent=(gx[0], gx[-1], gy[0], gy[-1]), interpolation="bilinear",
+                  aspect="auto")
         for k in range(n_classes):  # the edge of each class's region
             margin = np.array([p[k] - max(p[:k] + p[k + 1:]) for p in probs])
             if margin.min() < 0 < margin.max():
@@ -2660,9 +2666,7 @@ def plot_decision_boundary(model: Callable, X: Sequence[Sequence[float]], y: Seq
     else:
         n_classes = 2
         grid = np.array(scores).reshape(resolution, resolution)
-        # colours span the scores of most of the plane, so that the shades near the line
-        # differ; the far corners, where scores run large, take the end colours
-        reach = max(float(np.quantile(np.abs(grid), 0.9)), 1e-9)
+        reach = _score_reach(grid)
         shading = ax.contourf(gx, gy, np.clip(grid, -reach, reach), levels=41, cmap="RdBu_r",
                               alpha=0.75, norm=TwoSlopeNorm(0.0, -reach, reach))
         fig.colorbar(shading, ax=ax, label="model score", shrink=0.85)
@@ -2742,9 +2746,8 @@ class _Frames:
              say: Callable[[str], None] = lambda line: None) -> None:
         """Write the frames as an animated GIF: the plane shaded by the model's scores (class
         colours for several outputs) with the samples on top, beside the loss so far."""
-        import numpy as np
         from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.colors import TwoSlopeNorm, to_rgb
+        from matplotlib.colors import to_rgb
         from PIL import Image  # Pillow comes with matplotlib
 
         fig = _figure(720, 324)
@@ -2755,7 +2758,7 @@ class _Frames:
         classes = _classes_of(list(y))
         colours = [to_rgb(_CLASS_COLOURS[k % 10]) for k in range(max(classes) + 1)]
         extent = (self.gx[0], self.gx[-1], self.gy[0], self.gy[-1])
-        first = self._image(self.frames[0][1], colours, np, TwoSlopeNorm)
+        first = self._image(self.frames[0][1], colours)
         picture = board.imshow(first, origin="lower", extent=extent, aspect="auto",
                                interpolation="bilinear")
         points = board.scatter([p[0] for p in X], [p[1] for p in X], s=18,
@@ -2778,7 +2781,7 @@ class _Frames:
         images = []
         for k, (epoch, scores, losses) in enumerate(self.frames, 1):
             canvas.restore_region(background)
-            picture.set_data(self._image(scores, colours, np, TwoSlopeNorm))
+            picture.set_data(self._image(scores, colours))
             line.set_data(range(1, len(losses) + 1), losses)
             label.set_text(f"{title}epoch {epoch}/{epochs}")
             for artist in moving:
@@ -2791,18 +2794,18 @@ class _Frames:
             images[0].save(f, format="GIF", save_all=True, append_images=images[1:],
                            duration=120, loop=0)
 
-    def _image(self, scores: list, colours: list, np: object, norm: Callable) -> object:
-        n = len(self.gx)
-        if isinstance(scores[0], list):  # class colours, paler where the model is unsure
-            probs = [_softmax(row) for row in scores]
-            best = np.array([p.index(max(p)) for p in probs]).reshape(n, n)
-            sure = np.array([max(p) for p in probs]).reshape(n, n)
-            return 1.0 - (1.0 - np.array(colours)[best]) * (0.15 + 0.45 * sure)[..., None]
-        grid = np.array(scores).reshape(n, n)
-        reach = max(float(np.quantile(np.abs(grid), 0.9)), 1e-9)
+    def _image(self, scores: list, colours: list) -> object:
+        """One frame's plane: class colours (several outputs) or the score's shade (one)."""
+        import numpy as np
         from matplotlib import colormaps
+        from matplotlib.colors import TwoSlopeNorm
 
-        return colormaps["RdBu_r"](norm(0.0, -reach, reach)(np.clip(grid, -reach, reach)))
+        n = len(self.gx)
+        if isinstance(scores[0], list):
+            return _class_shades([_softmax(row) for row in scores], n, colours)
+        grid = np.array(scores).reshape(n, n)
+        reach = _score_reach(grid)
+        return colormaps["RdBu_r"](TwoSlopeNorm(0.0, -reach, reach)(np.clip(grid, -reach, reach)))
 
 
 def animate_training(model: Module, X: Sequence, y: Sequence, path: str,
