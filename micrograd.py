@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import builtins
+import collections
 import contextlib
 import errno
 import gc
@@ -2158,96 +2159,154 @@ def _median(values: list[float]) -> float:
     return (values[mid - 1] * right + values[mid] * left) / (left + right)
 
 
-def _sweep(layers: list, neighbours: dict, ranks: range) -> None:
-    """Reorder each rank by the median position of its neighbours in the rank before."""
+def _first_order(layers: list, up: dict, down: dict, from_sinks: bool) -> list:
+    """One of dot's two first orders: each rank in the order in which a breadth-first search
+    of the whole graph meets its nodes, along the edges and against them, started from each
+    source in turn (or from each sink)."""
+    rank = {k: r for r, layer in enumerate(layers) for k in layer}
+    first, then = (up, down) if from_sinks else (down, up)
+    ordered: list[list] = [[] for _ in layers]
+    seen: set = set()
+    for start in (k for layer in layers for k in layer if not then[k]):
+        if start in seen:
+            continue
+        seen.add(start)
+        queue = collections.deque([start])
+        while queue:
+            k = queue.popleft()
+            ordered[rank[k]].append(k)
+            for n in first[k] + then[k]:
+                if n not in seen:
+                    seen.add(n)
+                    queue.append(n)
+    return ordered
+
+
+def _median_sweep(layers: list, neighbours: dict, ranks: range, reverse: bool) -> None:
+    """Sort each rank by the weighted median position of its neighbours in the rank before;
+    a node with no neighbours there keeps its place. With reverse, equal medians swap order,
+    which lets a later sweep try the other way round."""
     for r in ranks:
-        before = {k: i for i, k in enumerate(layers[r - 1 if ranks.step > 0 else r + 1])}
-        keyed = []
-        for i, k in enumerate(layers[r]):
-            near = [before[n] for n in neighbours[k]]
-            keyed.append((_median(near) if near else i * len(before) / len(layers[r]), i, k))
-        layers[r] = [k for _, _, k in sorted(keyed, key=lambda t: t[:2])]
+        before = {k: i for i, k in enumerate(layers[r - ranks.step])}
+        layer, median = layers[r], {}
+        for i, k in enumerate(layer):
+            if neighbours[k]:
+                median[k] = (_median([before[n] for n in neighbours[k]]), -i if reverse else i)
+        movable = iter(sorted(median, key=median.__getitem__))
+        layers[r] = [next(movable) if k in median else k for k in layer]
 
 
-def _pair_crossings(a: list[int], b: list[int]) -> int:
-    """Crossings among the edges of two neighbours u, v (u first) to one adjacent rank."""
-    return sum(1 for x in a for y in b if x > y)
+def _pair_crossings(a: list[int], b: list[int]) -> tuple[int, int]:
+    """The crossings among the edges of two neighbours u and v to one adjacent rank, given
+    the positions there of u's ends (a) and v's (b): (with u first, with v first)."""
+    u_first = v_first = 0
+    for x in a:
+        for y in b:
+            if x > y:
+                u_first += 1
+            elif x < y:
+                v_first += 1
+    return u_first, v_first
 
 
 def _transpose(layers: list, up: dict, down: dict, equal_swaps: bool = False) -> None:
-    """Swap neighbours in a rank while that removes crossings (dot's local swaps); with
-    equal_swaps, also swaps that leave them equal, which can open a way to fewer."""
-    improved, rounds = True, 0
-    while improved and rounds < 8:
-        improved, rounds = False, rounds + 1
+    """dot's local swaps: exchange neighbours in a rank while that removes crossings,
+    revisiting only ranks beside a change; with equal_swaps, also swaps that leave the
+    crossings equal, which can open a way to fewer."""
+    where = {k: i for layer in layers for i, k in enumerate(layer)}
+    todo = [True] * len(layers)
+    improved = True
+    while improved:
+        improved = False
         for r, layer in enumerate(layers):
-            prev = {k: i for i, k in enumerate(layers[r - 1])} if r else {}
-            nxt = {k: i for i, k in enumerate(layers[r + 1])} if r + 1 < len(layers) else {}
+            if not todo[r]:
+                continue
+            todo[r] = False
             for i in range(len(layer) - 1):
                 u, v = layer[i], layer[i + 1]
-                pu, pv = [prev[n] for n in up[u]], [prev[n] for n in up[v]]
-                nu, nv = [nxt[n] for n in down[u]], [nxt[n] for n in down[v]]
-                now = _pair_crossings(pu, pv) + _pair_crossings(nu, nv)
-                swapped = _pair_crossings(pv, pu) + _pair_crossings(nv, nu)
+                a, b = _pair_crossings([where[n] for n in up[u]], [where[n] for n in up[v]])
+                c, d = _pair_crossings([where[n] for n in down[u]],
+                                       [where[n] for n in down[v]])
+                now, swapped = a + c, b + d
                 if swapped < now or (equal_swaps and swapped == now and now > 0):
                     layer[i], layer[i + 1] = v, u
+                    where[u], where[v] = i + 1, i
+                    todo[max(r - 1, 0):r + 2] = [True] * len(todo[max(r - 1, 0):r + 2])
                     improved = improved or swapped < now
 
 
 def _order_ranks(layers: list, up: dict, down: dict) -> list:
-    """Orders inside ranks with few crossings (graphviz dot's heuristic): weighted-median
-    sweeps down and up, each followed by local swaps (on alternate sweeps, swaps that leave
-    crossings equal too); the best order seen is kept. (A second start, each rank reversed,
-    was tried and found nothing better on the graphs of the tests, at twice the time.)"""
-    return _sweeps([list(layer) for layer in layers], up, down)[0]
-
-
-def _sweeps(layers: list, up: dict, down: dict) -> tuple[list, int]:
-    # local swaps cost the square of a rank's edges: past a few thousand points they would
-    # take minutes, so large graphs get two plain sweeps
-    small = sum(map(len, layers)) <= 3000
-    best, best_crossings = [list(layer) for layer in layers], _total_crossings(layers, down)
-    for sweep in range(24 if small else 2):
+    """Orders inside ranks with few crossings, as graphviz dot finds them (Gansner et al.,
+    section 3): from each of two first orders, four sweeps; then, from the better, up to 24
+    more, until 8 in a row bring no real gain; the best order seen is kept. A sweep sorts
+    each rank by the weighted median of its neighbours' positions, down and up in turn, then
+    makes local swaps."""
+    best, best_crossings = layers, math.inf
+    for start in range(3):
+        if start < 2:
+            layers = _first_order(layers, up, down, from_sinks=start == 1)
+            _transpose(layers, up, down)
+        else:
+            layers = [list(layer) for layer in best]
+        crossings = _total_crossings(layers, down)
+        if crossings <= best_crossings:
+            best, best_crossings = [list(layer) for layer in layers], crossings
+        tries = 0
+        for sweep in range(4 if start < 2 else 24):
+            if tries >= 8 or crossings == 0:
+                break
+            tries += 1
+            if sweep % 2 == 0:
+                _median_sweep(layers, up, range(1, len(layers)), sweep % 4 < 2)
+            else:
+                _median_sweep(layers, down, range(len(layers) - 2, -1, -1), sweep % 4 < 2)
+            _transpose(layers, up, down, equal_swaps=sweep % 4 >= 2)
+            crossings = _total_crossings(layers, down)
+            if crossings <= best_crossings:
+                if crossings < 0.995 * best_crossings:
+                    tries = 0
+                best, best_crossings = [list(layer) for layer in layers], crossings
         if best_crossings == 0:
             break
-        if sweep % 2 == 0:
-            _sweep(layers, up, range(1, len(layers)))
-        else:
-            _sweep(layers, down, range(len(layers) - 2, -1, -1))
-        if small:
-            _transpose(layers, up, down, equal_swaps=sweep % 2 == 1)
-        crossings = _total_crossings(layers, down)
-        if crossings < best_crossings:
-            best, best_crossings = [list(layer) for layer in layers], crossings
-    return best, best_crossings
+    if best_crossings > 0:
+        _transpose(best, up, down)
+    return best
 
 
-def _pack(desired: list[float], sizes: list[float]) -> list[float]:
-    """Positions as close as possible (least squares) to `desired` that keep the given order
-    and leave neighbours (size_i + size_j) / 2 + _NODE_GAP apart: pool adjacent violators."""
-    if len(desired) == 1:
-        return desired
+def _pack(desired: list[float], sizes: list[float], weights: list[float]) -> list[float]:
+    """Positions as close as possible to `desired` (least squares, each node's error counted
+    `weight` times) that keep the given order and leave neighbours (size_i + size_j) / 2 +
+    _NODE_GAP apart: pool adjacent violators, in linear time."""
     offsets = [0.0]
     for a, b in zip(sizes, sizes[1:]):
         offsets.append(offsets[-1] + (a + b) / 2 + _NODE_GAP)
-    blocks: list[list[float]] = []  # [mean, weight] of runs that must sit together
-    for d, off in zip(desired, offsets):
-        blocks.append([d - off, 1.0])
+    blocks: list[list[float]] = []  # [mean, weight, count] of runs of nodes that must touch
+    for d, off, weight in zip(desired, offsets, weights):
+        blocks.append([d - off, weight, 1])
         while len(blocks) > 1 and blocks[-2][0] > blocks[-1][0]:
-            mean, weight = blocks.pop()
+            mean, weight, count = blocks.pop()
             prev = blocks[-1]
             prev[0] = (prev[0] * prev[1] + mean * weight) / (prev[1] + weight)
             prev[1] += weight
-    flat = [mean for mean, weight in blocks for _ in range(int(weight))]
+            prev[2] += count
+    flat = [mean for mean, _, count in blocks for _ in range(count)]
     return [q + off for q, off in zip(flat, offsets)]
 
 
+_VIRTUAL_WEIGHT = 8.0  # how much more a long edge's bend counts than a box's distance
+
+
 def _cross_positions(layers: list, up: dict, down: dict, cross_size: dict) -> dict:
-    """Positions across the ranks: each node drawn toward its neighbours, without overlap."""
-    pos = {}
+    """Positions across the ranks, in the spirit of dot's priority method: eight passes,
+    alternately down and up the ranks, draw each node toward the median of its neighbours
+    in the rank just visited (both ranks in the last pass), then pack each rank without
+    overlap. A virtual point weighs eight times a box in that packing, so long edges run
+    straight and boxes make room for them. Each pass takes time linear in the graph."""
+    pos: dict = {}
     for layer in layers:
-        pos.update(zip(layer, _pack([0.0] * len(layer), [cross_size[k] for k in layer])))
-    passes = 8 if len(pos) <= 3000 else 0  # a huge graph: valid first, pretty second
+        pos.update(zip(layer, _pack([0.0] * len(layer), [cross_size[k] for k in layer],
+                                    [1.0] * len(layer))))
+    passes = 8
     for p in range(passes):
         order = range(len(layers)) if p % 2 == 0 else range(len(layers) - 1, -1, -1)
         for r in order:
@@ -2257,7 +2316,8 @@ def _cross_positions(layers: list, up: dict, down: dict, cross_size: dict) -> di
                 near = [pos[n] for n in (up[k] + down[k] if p == passes - 1 else
                                          up[k] if p % 2 == 0 else down[k])]
                 desired.append(_median(near) if near else pos[k])
-            pos.update(zip(layer, _pack(desired, [cross_size[k] for k in layer])))
+            weights = [_VIRTUAL_WEIGHT if _is_virtual(k) else 1.0 for k in layer]
+            pos.update(zip(layer, _pack(desired, [cross_size[k] for k in layer], weights)))
     return pos
 
 
