@@ -2503,8 +2503,8 @@ def draw_graph(root: Value, path: str | None = None, show: bool = False, rankdir
             f"the graph has more than {max_nodes} values to draw ({count} counted before "
             "stopping): draw a smaller part, such as one neuron or the loss of one sample"
             + ("" if fold else ", fold it (fold=True)") + ", or raise max_nodes")
-    from matplotlib.collections import LineCollection
-    from matplotlib.patches import Ellipse, FancyArrowPatch, FancyBboxPatch
+    from matplotlib.collections import LineCollection, PolyCollection
+    from matplotlib.patches import Ellipse, FancyBboxPatch
 
     pos, edges, routes, size, text = _layout(root, rankdir, fold)
     params = set(params)
@@ -2524,25 +2524,43 @@ def draw_graph(root: Value, path: str | None = None, show: bool = False, rankdir
         x, y = pos[key]
         if _is_virtual(key):
             continue
+        # add_artist, not add_patch: the limits are set above, and add_patch would grow
+        # them box by box, which took most of the time of a large drawing
         if isinstance(key, tuple):
-            ax.add_patch(Ellipse((x, y), w, h, facecolor="#fde8e8", edgecolor=_OP_COLOR,
-                                 linewidth=1.2, zorder=2))
+            ax.add_artist(Ellipse((x, y), w, h, facecolor="#fde8e8", edgecolor=_OP_COLOR,
+                                  linewidth=1.2, zorder=2))
             ax.text(x, y, text[key], color=_OP_COLOR, **text_style)
             continue
         fill = (fill_of(key) if fill_of else _PARAM_FILL if key in params
                 else _RESULT_FILL if key._children else _LEAF_FILL)
-        ax.add_patch(FancyBboxPatch((x - w / 2 + 3, y - h / 2 + 3), w - 6, h - 6,
-                                    boxstyle="round,pad=3", facecolor=fill,
-                                    edgecolor="#333333", linewidth=1.0, zorder=2))
+        ax.add_artist(FancyBboxPatch((x - w / 2 + 3, y - h / 2 + 3), w - 6, h - 6,
+                                     boxstyle="round,pad=3", facecolor=fill,
+                                     edgecolor="#333333", linewidth=1.0, zorder=2))
         ax.text(x, y, text[key], **text_style)
-    lines = []
+    lines, heads = [], []
     for points, head in _edge_lines(pos, size, routes, edges, 0 if rankdir == "LR" else 1):
-        lines.append(points[:-1])
-        ax.add_patch(FancyArrowPatch(points[-2], points[-1], arrowstyle="-|>",
-                                     mutation_scale=head, shrinkA=0, shrinkB=0,
-                                     color="#555555", linewidth=1.0, zorder=1))
-    ax.add_collection(LineCollection(lines, colors="#555555", linewidths=1.0, zorder=1))
+        base, triangle = _arrowhead(points[-2], points[-1], head)
+        lines.append([*points[:-1], base])
+        heads.append(triangle)
+    # all edges as one collection and all arrowheads as another: drawn in one go each
+    ax.add_collection(LineCollection(lines, colors="#555555", linewidths=1.0, zorder=1),
+                      autolim=False)
+    ax.add_collection(PolyCollection(heads, facecolors="#555555", edgecolors="#555555",
+                                     linewidths=0.5, zorder=1), autolim=False)
     return _finish(fig, path, show)
+
+
+def _arrowhead(start: tuple, end: tuple, size: float) -> tuple[tuple, list]:
+    """The arrowhead of a segment that ends at `end`: where its line stops (the head's base)
+    and the head's corners. size is its length over 0.4, as matplotlib's '-|>' takes it."""
+    dx, dy = end[0] - start[0], end[1] - start[1]
+    norm = math.hypot(dx, dy) or 1.0
+    ux, uy = dx / norm, dy / norm
+    length, half_width = 0.4 * size, 0.2 * size
+    base = (end[0] - ux * length, end[1] - uy * length)
+    left = (base[0] - uy * half_width, base[1] + ux * half_width)
+    right = (base[0] + uy * half_width, base[1] - ux * half_width)
+    return base, [left, end, right]
 
 
 def _edge_lines(pos: dict, size: dict, routes: dict, edges: list,
