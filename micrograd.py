@@ -1825,7 +1825,7 @@ def train(model: Module, X: Sequence[Sequence[float]], y: Sequence, loss: str | 
 _FONT_SIZE = 10.0  # points; the drawing's unit is the point, so boxes are sized from text
 _CHAR_WIDTH = 0.602 * _FONT_SIZE  # the advance of one character of DejaVu Sans Mono
 _PAD_X, _PAD_Y = 8.0, 5.0  # inside a box, around its text
-_RANK_GAP, _NODE_GAP = 40.0, 14.0  # between ranks, and between neighbours in a rank
+_RANK_GAP, _NODE_GAP = 32.0, 14.0  # between ranks, and between neighbours in a rank
 _MARGIN = 12.0
 
 
@@ -1887,17 +1887,25 @@ def _fold_summary(leaves: list[Value]) -> str:
     return " + ".join(kind if n == 1 else f"{n} {kind}" for kind, n in counts.items())
 
 
-def _box_text(key: object, folded: Sequence[Value] = ()) -> str:
+def _box_text(key: object, folded: Sequence[Value] = (), stacked: bool = False) -> str:
+    """The text of a box: an op's name (and what it folds), a Value's label, data and grad.
+    stacked puts each part on a line of its own: a folded network's ranks stay narrow."""
     if isinstance(key, tuple):
-        return f"{key[1]._op} \u00b7 {_fold_summary(folded)}" if folded else key[1]._op
-    label = f"{key.label} | " if key.label else ""
-    return f"{label}data {key.data:.4f} | grad {key.grad:.4f}"
+        if not folded:
+            return key[1]._op
+        return f"{key[1]._op}{chr(10) if stacked else ' '}\u00b7 {_fold_summary(folded)}"
+    parts = [key.label] if key.label else []
+    parts += [f"data {key.data:.4f}", f"grad {key.grad:.4f}"]
+    return ("\n" if stacked else " | ").join(parts)
 
 
 def _box_size(text: str, is_op: bool) -> tuple[float, float]:
-    """(width, height) in points of the box that shows text."""
-    width = len(text) * _CHAR_WIDTH + 2 * _PAD_X
-    height = _FONT_SIZE * 1.25 + 2 * _PAD_Y
+    """(width, height) in points of the box that shows text (one or more lines)."""
+    lines = text.split("\n")
+    width = max(map(len, lines)) * _CHAR_WIDTH + 2 * _PAD_X
+    height = _FONT_SIZE * (1.25 + 1.2 * (len(lines) - 1)) + 2 * _PAD_Y
+    if is_op and len(lines) > 1:  # an ellipse around a block of text: room at its corners
+        return width * 1.15, height * 1.2
     if is_op:  # an ellipse around a short word
         width = max(width + _PAD_X, height)
     return width, height
@@ -2346,7 +2354,7 @@ def _layout(root: Value, rankdir: str,
     layers, short, routes = _add_virtual_points(keys, edges, rank)
     up, down = _neighbours([k for layer in layers for k in layer], short)
     layers = _order_ranks(layers, up, down)
-    text = {k: _box_text(k, folded.get(k, ())) for k in keys}
+    text = {k: _box_text(k, folded.get(k, ()), stacked=fold) for k in keys}
     size = {k: _box_size(text[k], isinstance(k, tuple)) for k in keys}
     along, across = (0, 1) if rankdir == "LR" else (1, 0)
     cross_size = {k: size[k][across] if k in size else 0.0 for layer in layers for k in layer}

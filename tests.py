@@ -2146,9 +2146,21 @@ def test_folded_drawing_of_a_real_network_fits_a_screen():
         mg.draw_graph(loss, max_nodes=100)
     fig = mg.draw_graph(loss, fold=True, max_nodes=100)
     texts = [t.get_text() for t in fig.axes[0].texts]
-    assert "relu(dot) \u00b7 16 w + b" in texts and not any("L0.N0.w0" in t for t in texts)
+    # folded, each box's parts stand on lines of their own, so that the ranks stay narrow
+    assert "relu(dot)\n\u00b7 16 w + b" in texts and not any("L0.N0.w0" in t for t in texts)
+    assert "x0\ndata 0.5000\ngrad -0.2293" in texts
     width, height = fig.get_size_inches() * mg._dpi(fig)  # the pixels of its PNG
-    assert width * height < 4_000_000
+    assert width < 2000 and height < 2000
+
+
+def test_train_graph_of_moons_fits_2000_pixels_a_side(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    path = tmp_path / "graph.png"
+    assert mg.main(["train", "--dataset", "moons", "--samples", "20", "--epochs", "1",
+                    "--graph", str(path)]) == 0
+    assert "drawing it folded" in capsys.readouterr().out
+    width, height = png_size(path)
+    assert 1000 < width < 2000 and height < 2000
 
 
 # ---------------------------------------------------------------------------------------------
