@@ -2309,7 +2309,8 @@ def _cross_positions(layers: list, up: dict, down: dict, cross_size: dict) -> di
     alternately down and up the ranks, draw each node toward the median of its neighbours
     in the rank just visited (both ranks in the last pass), then pack each rank without
     overlap. A virtual point weighs eight times a box in that packing, so long edges run
-    straight and boxes make room for them. Each pass takes time linear in the graph."""
+    straight and boxes make room for them; a last pass lays each long edge level. Each pass
+    takes time linear in the graph, at every size."""
     pos: dict = {}
     for layer in layers:
         pos.update(zip(layer, _pack([0.0] * len(layer), [cross_size[k] for k in layer],
@@ -2326,6 +2327,17 @@ def _cross_positions(layers: list, up: dict, down: dict, cross_size: dict) -> di
                 desired.append(_median(near) if near else pos[k])
             weights = [_VIRTUAL_WEIGHT if _is_virtual(k) else 1.0 for k in layer]
             pos.update(zip(layer, _pack(desired, [cross_size[k] for k in layer], weights)))
+    # then each long edge straightened: its virtual points drawn to one line, their median,
+    # so that it runs level and bends only near its ends (or where another one needs the line)
+    chains: dict[int, list[float]] = {}
+    for k, at in pos.items():
+        if _is_virtual(k):
+            chains.setdefault(k[1], []).append(at)
+    line = {edge: _median(points) for edge, points in chains.items()}
+    for layer in layers:
+        desired = [line[k[1]] if _is_virtual(k) else pos[k] for k in layer]
+        weights = [_VIRTUAL_WEIGHT if _is_virtual(k) else 1.0 for k in layer]
+        pos.update(zip(layer, _pack(desired, [cross_size[k] for k in layer], weights)))
     return pos
 
 
