@@ -2437,10 +2437,10 @@ def test_ordering_against_graphviz_dot(case, ours):
     layers, up, down = layered(root)
     # our count, recorded so that a change for the worse shows; on the binary-op network it
     # is 10% above dot's (87 against 79), on the fused network equal
-    assert mg._total_crossings(mg._order_ranks(layers, up, down), down) <= ours
-    assert ours <= 1.15 * DOT_MINCROSS[case]
-    if shutil.which("dot"):
-        assert graphviz_mincross(root) == DOT_MINCROSS[case]
+    found = mg._total_crossings(mg._order_ranks(layers, up, down), down)
+    assert found <= ours <= 1.15 * DOT_MINCROSS[case]
+    if shutil.which("dot"):  # and against the dot installed here, whatever its version
+        assert found <= 1.15 * graphviz_mincross(root)
 
 
 def random_value_dag(seed: int, n: int = 80) -> Value:
