@@ -779,7 +779,7 @@ class Module:
         bad = _first_non_finite(self)
         if bad is not None:
             raise ValueError(f"cannot save a model with a non-finite parameter: {bad}")
-        document = {"format": MODEL_FORMAT, "version": 1 if training is None else 2,
+        document = {"format": MODEL_FORMAT, "version": 1 if training is None else MODEL_VERSION,
                     "model": type(self).__name__, "config": self.config(),
                     "state_dict": self.state_dict()}
         if training is not None:
@@ -2159,8 +2159,6 @@ def _median(values: list[float]) -> float:
     mid = len(values) // 2
     if len(values) % 2:
         return values[mid]
-    if len(values) == 2:
-        return (values[0] + values[1]) / 2
     left, right = values[mid - 1] - values[0], values[-1] - values[mid]
     if left + right == 0:
         return (values[mid - 1] + values[mid]) / 2
@@ -2261,10 +2259,10 @@ def _order_ranks(layers: list, up: dict, down: dict) -> list:
     more, until 8 in a row bring no real gain; the best order seen is kept. A sweep sorts
     each rank by the weighted median of its neighbours' positions, down and up in turn, then
     makes local swaps."""
-    best, best_crossings = layers, math.inf
+    given, best, best_crossings = layers, layers, math.inf
     for start in range(3):
         if start < 2:
-            layers = _first_order(layers, up, down, from_sinks=start == 1)
+            layers = _first_order(given, up, down, from_sinks=start == 1)
             _transpose(layers, up, down)
         else:
             layers = [list(layer) for layer in best]
@@ -2323,10 +2321,11 @@ def _cross_positions(layers: list, up: dict, down: dict, cross_size: dict) -> di
     overlap. A virtual point weighs eight times a box in that packing, so long edges run
     straight and boxes make room for them; a last pass lays each long edge level. Each pass
     takes time linear in the graph, at every size."""
+    sizes = [[cross_size[k] for k in layer] for layer in layers]
+    weights = [[_VIRTUAL_WEIGHT if _is_virtual(k) else 1.0 for k in layer] for layer in layers]
     pos: dict = {}
-    for layer in layers:
-        pos.update(zip(layer, _pack([0.0] * len(layer), [cross_size[k] for k in layer],
-                                    [1.0] * len(layer))))
+    for r, layer in enumerate(layers):
+        pos.update(zip(layer, _pack([0.0] * len(layer), sizes[r], [1.0] * len(layer))))
     passes = 8
     for p in range(passes):
         order = range(len(layers)) if p % 2 == 0 else range(len(layers) - 1, -1, -1)
@@ -2337,8 +2336,7 @@ def _cross_positions(layers: list, up: dict, down: dict, cross_size: dict) -> di
                 near = [pos[n] for n in (up[k] + down[k] if p == passes - 1 else
                                          up[k] if p % 2 == 0 else down[k])]
                 desired.append(_median(near) if near else pos[k])
-            weights = [_VIRTUAL_WEIGHT if _is_virtual(k) else 1.0 for k in layer]
-            pos.update(zip(layer, _pack(desired, [cross_size[k] for k in layer], weights)))
+            pos.update(zip(layer, _pack(desired, sizes[r], weights[r])))
     # then each long edge straightened: its virtual points drawn to one line, their median,
     # so that it runs level and bends only near its ends (or where another one needs the line)
     chains: dict[int, list[float]] = {}
@@ -2346,10 +2344,9 @@ def _cross_positions(layers: list, up: dict, down: dict, cross_size: dict) -> di
         if _is_virtual(k):
             chains.setdefault(k[1], []).append(at)
     line = {edge: _median(points) for edge, points in chains.items()}
-    for layer in layers:
+    for r, layer in enumerate(layers):
         desired = [line[k[1]] if _is_virtual(k) else pos[k] for k in layer]
-        weights = [_VIRTUAL_WEIGHT if _is_virtual(k) else 1.0 for k in layer]
-        pos.update(zip(layer, _pack(desired, [cross_size[k] for k in layer], weights)))
+        pos.update(zip(layer, _pack(desired, sizes[r], weights[r])))
     return pos
 
 
@@ -3138,8 +3135,7 @@ def _collector_on_rows(seed: int, samples: int, steps: int,
     """W0 and U round robin, then W2 and R2 each in a block of its own (R2's garbage is
     freed only by the collector: mixed in, it would slow the others down), collector on."""
     model0, X, labels = _bench_setup(seed, samples)
-    floor = [([[w.data for w in n.w] for n in layer.neurons],
-              [n.b.data for n in layer.neurons]) for layer in model0.layers]
+    floor = _value_layers(model0, _data)
     user, binary = _bench_setup(seed)[0], _bench_setup(seed)[0]
     user_opt, binary_opt = SGD(user.parameters(), lr=BENCH_LR), SGD(binary.parameters(),
                                                                     lr=BENCH_LR)
@@ -3179,8 +3175,7 @@ def bench(steps: int = 20, seed: int = 0, chain: int = 1_000_000, notebook: bool
     # the bare process first, before the big graphs of W2 have grown the allocator's arenas
     heaps = {"bare process": _collector_on_rows(seed, samples, steps, graph_steps)}
     model0, X, labels = _bench_setup(seed, samples)
-    floor = [([[w.data for w in n.w] for n in layer.neurons],
-              [n.b.data for n in layer.neurons]) for layer in model0.layers]
+    floor = _value_layers(model0, _data)
     models = {name: _bench_setup(seed)[0] for name in ("W1", "W2")}
     opts = {name: SGD(model.parameters(), lr=BENCH_LR) for name, model in models.items()}
     with _gc_paused:
@@ -3458,9 +3453,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench_cmd = commands.add_parser(
         "bench", help="speed and memory figures",
-        description="Time one training step three ways (W0: plain floats by hand; W1: this "
-                    "file's MLP; W2: binary ops only) and a backward through a chain of "
-                    "1,000,000 ops; print milliseconds, nodes and bytes per node.")
+        description="Time one training step on moons several ways (W0: plain floats by "
+                    "hand; W1: this file's MLP; W2: binary ops only; U: W1 as a user's own "
+                    "loop; R2: W2 through closures, as the original micrograd builds it), "
+                    "with Python's collector paused and on, in a bare process and beside a "
+                    "notebook-sized heap, and a backward through a chain of 1,000,000 ops; "
+                    "print milliseconds, nodes and bytes per node.")
     bench_cmd.add_argument("--steps", type=lambda text: _whole(text, 1, MAX_STEPS), default=20,
                            help=f"steps to time per workload (default 20, at most "
                                 f"{MAX_STEPS:,})")
@@ -3731,7 +3729,7 @@ def run_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None
         if count > MAX_PARAMETERS:
             parser.error(f"--hidden {','.join(map(str, sizes[1:-1]))} makes a network of "
                          f"{count:,} parameters; the limit is {MAX_PARAMETERS:,}")
-        model = MLP(len(X[0]), [*(args.hidden or task["hidden"]), nout],
+        model = MLP(sizes[0], sizes[1:],
                     activation=args.activation or task["activation"],
                     output_activation="tanh" if loss == "mse" else "linear", seed=args.seed)
     if args.graph and _graph_plan(_sample_loss(model, X[0], targets[0], loss))[1] > GRAPH_LIMIT:
@@ -3802,9 +3800,9 @@ def run_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None
 
 def run_bench(args: argparse.Namespace) -> None:
     if sys.stderr.isatty():
-        print(f"timing {args.steps} steps of W0, W1 and W2"
+        print(f"timing {args.steps} steps of W0, W1, W2, U and R2"
               + (f" and a chain of {args.chain:,} ops" if args.chain else "")
-              + " (a few seconds)...", file=sys.stderr)
+              + " (about a minute at the defaults)...", file=sys.stderr)
     result = bench(steps=args.steps, chain=args.chain, samples=args.samples)
     print(json.dumps(result, indent=1) if args.json else format_bench(result))
 
