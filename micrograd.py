@@ -2715,8 +2715,9 @@ def _class_shades(probs: list[list[float]], n: int, colours: list) -> object:
 
 
 def _score_reach(grid: object) -> float:
-    """How far from 0 the colours of a score shading reach: most of the plane's scores, so
-    that shades near the decision line differ; the far corners take the end colours."""
+    """How far from the split the colours of a score shading reach, given the scores less
+    the split: most of the plane's scores, so that shades near the decision line differ; the
+    far corners take the end colours."""
     import numpy as np
 
     return max(float(np.quantile(np.abs(grid), 0.9)), 1e-9)
@@ -2732,15 +2733,18 @@ def _classes_of(labels: list) -> list[int]:
 def plot_decision_boundary(model: Callable, X: Sequence[Sequence[float]], y: Sequence,
                            path: str | None = None, show: bool = False,
                            resolution: int = 100, val: tuple[Sequence, Sequence] | None = None,
-                           dataset: str | None = None) -> Figure:
+                           dataset: str | None = None,
+                           loss: str | Callable | None = None) -> Figure:
     """The plane as a 2-input model sees it, with the samples on top.
 
-    One output: the background shades the model's score (blue below 0, red above) and a
-    black line marks where it is 0. Several outputs (one per class): each region takes its
-    class's colour, paler where the model is less sure (the softmax probability), with lines
-    where the class changes. Samples are coloured by their class, validation samples
-    (`val`) hollow; the title gives the accuracy. The grid is evaluated without building a
-    graph.
+    One output: the background shades the model's score (blue below the split, red above)
+    and a black line marks the split: 0 (a margin, a logit, a tanh output for -1/+1), or
+    0.5 when `loss`, the loss the model was trained with, is squared error and the labels
+    here are 0 and 1, as train() and evaluate() count accuracy. Several outputs (one per
+    class): each region takes its class's colour, paler where the model is less sure (the
+    softmax probability), with lines where the class changes. Samples are coloured by their
+    class, validation samples (`val`) hollow; the title gives the accuracy. The grid is
+    evaluated without building a graph.
     """
     import numpy as np
     from matplotlib.colors import TwoSlopeNorm, to_rgb
@@ -2751,6 +2755,7 @@ def plot_decision_boundary(model: Callable, X: Sequence[Sequence[float]], y: Seq
         raise ValueError("plot_decision_boundary needs samples with 2 inputs, got "
                          f"{len(X[0]) if X else 0}")
     val_X, val_y = ([list(map(float, p)) for p in val[0]], list(val[1])) if val else ([], [])
+    split = 0.0 if loss is None else _threshold(loss, y + val_y)
     everything = X + val_X
     xs, ys = [p[0] for p in everything], [p[1] for p in everything]
     gx = _linspace(min(xs) - 0.5, max(xs) + 0.5, resolution)
@@ -2773,12 +2778,13 @@ def plot_decision_boundary(model: Callable, X: Sequence[Sequence[float]], y: Seq
     else:
         n_classes = 2
         grid = np.array(scores).reshape(resolution, resolution)
-        reach = _score_reach(grid)
-        shading = ax.contourf(gx, gy, np.clip(grid, -reach, reach), levels=41, cmap="RdBu_r",
-                              alpha=0.75, norm=TwoSlopeNorm(0.0, -reach, reach))
+        reach = _score_reach(grid - split)
+        low, high = split - reach, split + reach
+        shading = ax.contourf(gx, gy, np.clip(grid, low, high), levels=41, cmap="RdBu_r",
+                              alpha=0.75, norm=TwoSlopeNorm(split, low, high))
         fig.colorbar(shading, ax=ax, label="model score", shrink=0.85)
-        if grid.min() < 0 < grid.max():
-            ax.contour(gx, gy, grid, levels=[0.0], colors="black", linewidths=1.2)
+        if grid.min() < split < grid.max():
+            ax.contour(gx, gy, grid, levels=[split], colors="black", linewidths=1.2)
         colours = np.array([to_rgb(c) for c in ("#2166ac", "#b2182b")])
     handles = []
     for k in range(n_classes):
@@ -2801,9 +2807,9 @@ def plot_decision_boundary(model: Callable, X: Sequence[Sequence[float]], y: Seq
     ax.set_ylim(gy[0], gy[-1])
     ax.set_xlabel("x0 (first input)")
     ax.set_ylabel("x1 (second input)")
-    parts = [f"accuracy {_percent(accuracy(predict(model, X), y))}"]
+    parts = [f"accuracy {_percent(accuracy(predict(model, X), y, split))}"]
     if val_X:
-        parts.append(f"validation {_percent(accuracy(predict(model, val_X), val_y))}")
+        parts.append(f"validation {_percent(accuracy(predict(model, val_X), val_y, split))}")
     ax.set_title(f"{dataset + ': ' if dataset else ''}{', '.join(parts)}")
     fig.tight_layout()
     return _finish(fig, path, show)
@@ -2833,7 +2839,7 @@ class _Frames:
     model's scores on a coarse grid of the plane (a few hundred points: a frame must be
     cheap) and the losses so far."""
 
-    def __init__(self, X: list, epochs: int, resolution: int = 24) -> None:
+    def __init__(self, X: list, epochs: int, split: float = 0.0, resolution: int = 24) -> None:
         X = [list(map(float, p)) for p in X]
         if not X or len(X[0]) != 2:
             raise ValueError("an animation draws the decision boundary: it needs samples "
@@ -2844,6 +2850,7 @@ class _Frames:
         self.gx = _linspace(min(xs) - 0.5, max(xs) + 0.5, resolution)
         self.gy = _linspace(min(ys) - 0.5, max(ys) + 0.5, resolution)
         self.frames: list[tuple[int, list, list[float]]] = []
+        self.split = split  # where one score divides the classes (see _threshold)
 
     def __call__(self, epoch: int, model: Module, history: History) -> None:
         if epoch in self.wanted:
@@ -2914,15 +2921,16 @@ class _Frames:
         if isinstance(scores[0], list):
             return _class_shades([_softmax(row) for row in scores], n, colours)
         grid = np.array(scores).reshape(n, n)
-        reach = _score_reach(grid)
-        return colormaps["RdBu_r"](TwoSlopeNorm(0.0, -reach, reach)(np.clip(grid, -reach, reach)))
+        reach = _score_reach(grid - self.split)
+        low, high = self.split - reach, self.split + reach
+        return colormaps["RdBu_r"](TwoSlopeNorm(self.split, low, high)(np.clip(grid, low, high)))
 
 
 def animate_training(model: Module, X: Sequence, y: Sequence, path: str,
                      epochs: int = 20, **train_options: object) -> History:
     """Train as train() does and write the run as an animated GIF to path: the decision
     boundary and the loss curve growing, a frame per epoch (at most about MAX_FRAMES)."""
-    frames = _Frames(list(X), epochs)
+    frames = _Frames(list(X), epochs, _threshold(train_options.get("loss", "mse"), list(y)))
     history = train(model, X, y, epochs=epochs, on_epoch=frames, **train_options)
     frames.save(path, list(X), list(y))
     return history
@@ -3629,7 +3637,7 @@ def _write_outputs(args: argparse.Namespace, model: MLP, history: History, X: li
         _say(args, f"training curves saved to {args.plot}")
     if args.boundary:
         _draw(lambda: plot_decision_boundary(model, X, y, args.boundary, val=val,
-                                             dataset=args.dataset), args.boundary)
+                                             dataset=args.dataset, loss=loss), args.boundary)
         _say(args, f"decision boundary saved to {args.boundary}")
     if args.graph:
         sample_loss = _sample_loss(model, X[0], y[0], loss)
@@ -3757,7 +3765,7 @@ def run_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None
     start = time.perf_counter()
     history = History()
     try:
-        frames = _Frames(X_train, epochs) if args.animate else None
+        frames = _Frames(X_train, epochs, _threshold(loss, y_train)) if args.animate else None
         if epochs:
             history = train(model, X_train, y_train, loss=loss, optimizer=opt, epochs=epochs,
                             batch_size=args.batch_size, val=val, verbose=not args.quiet,

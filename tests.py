@@ -2268,6 +2268,28 @@ def test_no_edge_passes_through_a_box_that_is_not_one_of_its_ends(rankdir):
 # Honest numbers in the trainer's output
 # ---------------------------------------------------------------------------------------------
 
+def test_boundary_and_animation_split_0_1_squared_error_at_a_half():
+    pytest.importorskip("matplotlib")
+    X, y = mg.make_moons(60, seed=0)
+    model = mg.MLP(2, [8, 1], seed=0)  # tanh output, squared error against 0/1 labels
+    mg.train(model, X, y, epochs=30, verbose=False, seed=0, lr=0.1)
+    trained = mg.evaluate(model, X, y)[1]
+
+    def decision_lines(fig) -> list[float]:
+        return [float(c.levels[0]) for c in fig.axes[0].collections
+                if getattr(c, "levels", None) is not None and len(c.levels) == 1]
+
+    fig = mg.plot_decision_boundary(model, X, y, resolution=30, loss="mse")
+    assert fig.axes[0].get_title() == f"accuracy {mg._percent(trained)}"  # train()'s number
+    assert decision_lines(fig) == [0.5]
+    # a margin or a logit (or no loss given) splits at 0, whatever the labels
+    for loss in ("bce", None):
+        assert decision_lines(mg.plot_decision_boundary(model, X, y, resolution=30,
+                                                        loss=loss)) == [0.0]
+    assert mg._Frames(X, 3, mg._threshold("mse", y)).split == 0.5
+    assert mg._Frames(X, 3).split == 0.0
+
+
 def test_accuracy_with_0_1_labels_under_squared_error_thresholds_at_a_half():
     assert mg.accuracy([0.3, 0.7, 0.2], [0, 1, 0], threshold=0.5) == 1.0
     assert mg.accuracy([0.3, 0.7, 0.2], [0, 1, 0]) == pytest.approx(1 / 3)
