@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # for type hints only: matplotlib is imported when something is drawn
     from matplotlib.figure import Figure
+    from matplotlib.path import Path
 
 __version__ = "1.0.0"
 
@@ -1823,7 +1824,9 @@ def train(model: Module, X: Sequence[Sequence[float]], y: Sequence, loss: str | 
 # which is imported only here, so everything above works where matplotlib is missing.
 
 _FONT_SIZE = 10.0  # points; the drawing's unit is the point, so boxes are sized from text
+_FONT_FAMILY = "DejaVu Sans Mono"  # matplotlib's own: present wherever matplotlib is
 _CHAR_WIDTH = 0.602 * _FONT_SIZE  # the advance of one character of DejaVu Sans Mono
+_LINE_PITCH = 1.2 * _FONT_SIZE  # from one line of a box's text to the next
 _PAD_X, _PAD_Y = 8.0, 5.0  # inside a box, around its text
 _RANK_GAP, _NODE_GAP = 32.0, 14.0  # between ranks, and between neighbours in a rank
 _MARGIN = 12.0
@@ -1903,7 +1906,7 @@ def _box_size(text: str, is_op: bool) -> tuple[float, float]:
     """(width, height) in points of the box that shows text (one or more lines)."""
     lines = text.split("\n")
     width = max(map(len, lines)) * _CHAR_WIDTH + 2 * _PAD_X
-    height = _FONT_SIZE * (1.25 + 1.2 * (len(lines) - 1)) + 2 * _PAD_Y
+    height = 1.25 * _FONT_SIZE + _LINE_PITCH * (len(lines) - 1) + 2 * _PAD_Y
     if is_op and len(lines) > 1:  # an ellipse around a block of text: room at its corners
         return width * 1.15, height * 1.2
     if is_op:  # an ellipse around a short word
@@ -2429,26 +2432,103 @@ def _png_bytes(fig: Figure, dpi: float) -> bytes:
     import io
 
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=dpi)
+    _save(fig, buffer, "png", dpi)
     return buffer.getvalue()
 
 
 def _notebook_png(fig: Figure) -> tuple[bytes, dict]:
     """What a notebook shows: the PNG drawn at twice the pixels it is shown at, so that text
-    stays sharp on any screen and when the notebook shrinks it to the column's width (up to
-    Agg's size limit, for the largest graphs)."""
+    stays sharp on any screen and when the notebook shrinks it to the column's width. A
+    large graph gets fewer, down to one per pixel shown, to stay within _NOTEBOOK_PIXELS."""
     dpi = _dpi(fig)
     width, height = fig.get_size_inches() * dpi
-    sharp = min(2 * dpi, _AGG_LIMIT / max(fig.get_size_inches()))
+    within = dpi * math.sqrt(_NOTEBOOK_PIXELS / (width * height))
+    sharp = max(dpi, min(2 * dpi, within, _AGG_LIMIT / max(fig.get_size_inches())))
     return _png_bytes(fig, sharp), {"width": round(width), "height": round(height)}
 
 
 _AGG_LIMIT = 30000.0  # pixels on a side; matplotlib's Agg renderer refuses more than 2**16
+# pixels of a notebook's PNG at twice the density; past this, writing it took seconds (an
+# MLP 2-12-12-1's unfolded graph, 3004 x 8531 shown: 6 s at twice, 1.5 s at once)
+_NOTEBOOK_PIXELS = 16e6
 
 
 def _dpi(fig: Figure) -> float:
     """100 dots per inch, less for a figure so large that it would pass Agg's pixel limit."""
     return min(100.0, _AGG_LIMIT / max(fig.get_size_inches()))
+
+
+def _save(fig: Figure, file: object, ext: str, dpi: float) -> None:
+    """fig.savefig, with a graph's labels drawn as glyph outlines in a PNG."""
+    if ext != "png":
+        fig.savefig(file, format=ext, dpi=dpi)
+        return
+    with _labels_outlined(fig):
+        # zlib's fastest level: a large graph's PNG is millions of pixels, most of them
+        # white, and level 6 took 0.6 s longer on 25 million for a file a fifth smaller
+        fig.savefig(file, format=ext, dpi=dpi, pil_kwargs={"compress_level": 1})
+
+
+@contextlib.contextmanager
+def _labels_outlined(fig: Figure) -> Iterator[None]:
+    """While a PNG is drawn, show the labels of draw_graph's boxes as outlines of cached
+    glyphs, one path per colour, in place of its Text artists. matplotlib 3.11 renders each
+    glyph of each text through FreeType from Python: the 264 labels of an MLP 2-12-12-1's
+    graph took 2 s that way, 0.1 s as outlines. SVG and PDF keep their text as text."""
+    from matplotlib.patches import PathPatch
+
+    labels = [t for ax in fig.axes for t in getattr(ax, "_graph_labels", ()) if t.get_visible()]
+    groups: dict[tuple, list] = {}
+    for t in labels:
+        groups.setdefault((t.axes, t.get_color()), []).append(t)
+    outlines = [ax.add_artist(PathPatch(_outline(texts), facecolor=colour, linewidth=0,
+                                        zorder=texts[0].get_zorder()))
+                for (ax, colour), texts in groups.items()]
+    for t in labels:
+        t.set_visible(False)
+    try:
+        yield
+    finally:
+        for patch in outlines:
+            patch.remove()
+        for t in labels:
+            t.set_visible(True)
+
+
+_GLYPHS: dict[str, tuple] = {}  # character -> (vertices, codes) of its outline, at the origin
+_BASELINE = 0.28 * _FONT_SIZE  # below a line's middle: centres the letters of "lp" on it
+
+
+def _outline(texts: list) -> Path:
+    """One path holding the glyphs of all texts (centred on their positions, lines
+    _LINE_PITCH apart, every character _CHAR_WIDTH wide), in the axes' coordinates."""
+    import numpy as np
+    from matplotlib.font_manager import FontProperties
+    from matplotlib.path import Path
+    from matplotlib.textpath import TextPath
+
+    vertices, codes = [], []
+    for t in texts:
+        x, y = t.get_position()
+        lines = t.get_text().split("\n")
+        baseline = y + (len(lines) - 1) * _LINE_PITCH / 2 - _BASELINE
+        for line in lines:
+            left = x - len(line) * _CHAR_WIDTH / 2
+            for i, char in enumerate(line):
+                if char.isspace():
+                    continue
+                if char not in _GLYPHS:
+                    glyph = TextPath((0, 0), char, prop=FontProperties(
+                        family=_FONT_FAMILY, size=_FONT_SIZE))
+                    _GLYPHS[char] = glyph.vertices, glyph.codes
+                points, kinds = _GLYPHS[char]
+                if len(points):
+                    vertices.append(points + (left + i * _CHAR_WIDTH, baseline))
+                    codes.append(kinds)
+            baseline -= _LINE_PITCH
+    if not vertices:
+        return Path(np.zeros((0, 2)))
+    return Path(np.concatenate(vertices), np.concatenate(codes))
 
 
 def _finish(fig: Figure, path: str | None, show: bool) -> Figure:
@@ -2459,7 +2539,7 @@ def _finish(fig: Figure, path: str | None, show: bool) -> Figure:
         ext = _image_format(path)
         # svg.fonttype 'none': an SVG's text stays text, to search and select
         with _replacing(path) as f, rc_context({"svg.fonttype": "none"}):
-            fig.savefig(f, format=ext, dpi=_dpi(fig))
+            _save(fig, f, ext, _dpi(fig))
     if show:
         import matplotlib.pyplot as plt
 
@@ -2547,8 +2627,10 @@ def draw_graph(root: Value, path: str | None = None, show: bool = False, rankdir
     ax.set_xlim(0, width)
     ax.set_ylim(0, height)
     ax.set_axis_off()
+    # parse_math off: a label is a name, and "$" in it is a dollar sign
     text_style = {"ha": "center", "va": "center", "fontsize": _FONT_SIZE,
-                  "family": "DejaVu Sans Mono", "zorder": 3}
+                  "family": _FONT_FAMILY, "zorder": 3, "parse_math": False}
+    labels = ax._graph_labels = []  # for _labels_outlined, which draws them faster in a PNG
     for key, (w, h) in size.items():
         x, y = pos[key]
         if _is_virtual(key):
@@ -2558,14 +2640,14 @@ def draw_graph(root: Value, path: str | None = None, show: bool = False, rankdir
         if isinstance(key, tuple):
             ax.add_artist(Ellipse((x, y), w, h, facecolor="#fde8e8", edgecolor=_OP_COLOR,
                                   linewidth=1.2, zorder=2))
-            ax.text(x, y, text[key], color=_OP_COLOR, **text_style)
+            labels.append(ax.text(x, y, text[key], color=_OP_COLOR, **text_style))
             continue
         fill = (fill_of(key) if fill_of else _PARAM_FILL if key in params
                 else _RESULT_FILL if key._children else _LEAF_FILL)
         ax.add_artist(FancyBboxPatch((x - w / 2 + 3, y - h / 2 + 3), w - 6, h - 6,
                                      boxstyle="round,pad=3", facecolor=fill,
                                      edgecolor="#333333", linewidth=1.0, zorder=2))
-        ax.text(x, y, text[key], **text_style)
+        labels.append(ax.text(x, y, text[key], **text_style))
     lines, heads = [], []
     for points, head in _edge_lines(pos, size, routes, edges, 0 if rankdir == "LR" else 1):
         base, triangle = _arrowhead(points[-2], points[-1], head)

@@ -2196,13 +2196,24 @@ def test_boxes_coloured_by_gradient_show_sign_and_size(tmp_path):
     assert png_size(tmp_path / "g.png")[0] > png_size(tmp_path / "g.png")[1] * 5
 
 
-def test_notebook_pictures_have_twice_the_pixels_they_are_shown_at():
+def test_notebook_pictures_have_twice_the_pixels_they_are_shown_at(monkeypatch):
     pytest.importorskip("matplotlib")
     fig = mg.draw_graph(mg._expression())
     data, shown = fig._repr_png_()
     width, height = struct.unpack(">II", data[16:24])
     assert abs(width - 2 * shown["width"]) <= 2 and abs(height - 2 * shown["height"]) <= 2
     assert shown["width"] == round(fig.get_size_inches()[0] * 100)
+    # a large graph, fewer: within the budget, never fewer than it is shown at (a budget
+    # of a million pixels here, where it is 16 million, to keep the test quick)
+    monkeypatch.setattr(mg, "_NOTEBOOK_PIXELS", 1e6)
+    fig.set_size_inches(10, 20)  # 1000 x 2000 shown
+    data, shown = fig._repr_png_()
+    width, height = struct.unpack(">II", data[16:24])
+    assert (width, height) == (shown["width"], shown["height"]) == (1000, 2000)
+    fig.set_size_inches(5, 10)  # 500 x 1000 shown, half the budget: a little sharper
+    data, shown = fig._repr_png_()
+    width, height = struct.unpack(">II", data[16:24])
+    assert 500 < width and 1000 < height and 0.98e6 <= width * height <= 1e6
 
 
 def test_svg_text_stays_text(tmp_path):
@@ -2212,6 +2223,65 @@ def test_svg_text_stays_text(tmp_path):
     mg.draw_graph(L, str(tmp_path / "g.svg"))
     svg = (tmp_path / "g.svg").read_text()
     assert "<text" in svg and "grad 6.0000" in svg
+
+
+def ink_extent(pixels, box) -> tuple[float, float, float, float] | None:
+    """(x0, y0, x1, y1), in display pixels, of the dark pixels inside box (its border left
+    out), or None if there are none."""
+    import numpy as np
+
+    height = pixels.shape[0]
+    top, left = round(height - box.y1) + 4, round(box.x0) + 4
+    inside = pixels[top:round(height - box.y0) - 4, left:round(box.x1) - 4]
+    ys, xs = np.nonzero(inside < 128)
+    if not len(xs):
+        return None
+    assert xs.min() > 0 and ys.min() > 0  # clear of the border: the text fits its box
+    assert xs.max() < inside.shape[1] - 1 and ys.max() < inside.shape[0] - 1
+    return (left + xs.min(), height - top - ys.max(), left + xs.max(), height - top - ys.min())
+
+
+def test_png_labels_are_glyph_outlines_where_the_text_would_be(tmp_path):
+    pytest.importorskip("matplotlib")
+    import numpy as np
+    from matplotlib.patches import FancyBboxPatch, PathPatch
+    from PIL import Image
+
+    folded = mlp_sample_loss(2, [4, 4], "hinge", "relu")[0]  # labels of one to three lines
+    cases = {"expr": mg.draw_graph(mg._expression(), str(tmp_path / "expr.png")),
+             "folded": mg.draw_graph(folded, str(tmp_path / "folded.png"), fold=True,
+                                     rankdir="TB")}
+    for name, fig in cases.items():
+        fig.savefig(tmp_path / "text.png", dpi=mg._dpi(fig))  # matplotlib's own text
+        images = [np.asarray(Image.open(tmp_path / f).convert("L")).astype(int)
+                  for f in (f"{name}.png", "text.png")]
+        assert images[0].shape == images[1].shape
+        boxes = [p.get_window_extent() for p in fig.axes[0].patches
+                 if isinstance(p, FancyBboxPatch)]
+        for box in boxes:
+            outline, text = (ink_extent(image, box) for image in images)
+            assert outline is not None and text is not None, name
+            for a, b in ((0, 2), (1, 3)):  # centred as the text is
+                assert abs((outline[a] + outline[b]) - (text[a] + text[b])) / 2 <= 2.0
+            # as wide as the text (whose hinted letters are up to 5% narrower), as tall
+            assert 0.97 <= (outline[2] - outline[0]) / (text[2] - text[0]) <= 1.1, name
+            assert abs((outline[3] - outline[1]) - (text[3] - text[1])) <= 3, name
+        # the op names, in red inside their ellipses: as much ink either way
+        red = [np.count_nonzero(np.asarray(Image.open(tmp_path / f).convert("RGB"))
+                                @ [1, -1, 0] > 120) for f in (f"{name}.png", "text.png")]
+        assert 0.8 <= red[0] / red[1] <= 1.25, (name, red)
+        # the figure is left as it was: its texts shown, no outlines
+        assert all(t.get_visible() for t in fig.axes[0].texts)
+        assert not [p for p in fig.axes[0].patches if isinstance(p, PathPatch)]
+
+
+def test_labels_are_names_not_math(tmp_path):
+    pytest.importorskip("matplotlib")
+    price = mg.Value(2.0, label="$x$ in USD")
+    (price * 3).backward()
+    mg.draw_graph(price * 3, str(tmp_path / "g.svg"))
+    assert ">$x$ in USD | data 2.0000" in (tmp_path / "g.svg").read_text()  # a text element
+    mg.draw_graph(price * 3, str(tmp_path / "g.png"))  # and outlined: no error either
 
 
 def segment_hits_box(p, q, centre, size, shrink: float = 1.0) -> bool:
