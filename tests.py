@@ -2216,6 +2216,26 @@ def test_notebook_pictures_have_twice_the_pixels_they_are_shown_at(monkeypatch):
     assert 500 < width and 1000 < height and 0.98e6 <= width * height <= 1e6
 
 
+def test_show_opens_a_window_of_the_figures_size(monkeypatch, tmp_path):
+    pytest.importorskip("matplotlib")
+    import matplotlib.pyplot as plt
+
+    shown = []
+
+    def show() -> None:  # what a window would get: the canvas of the current manager
+        canvas = plt.get_current_fig_manager().canvas
+        shown.append((canvas.figure, canvas.get_width_height()))
+
+    monkeypatch.setattr(plt, "show", show)
+    assert mg.main(["expr", "--show", "--out", str(tmp_path / "g.png")]) == 0
+    [(fig, (width, height))] = shown
+    assert fig.axes[0]._graph_labels  # our graph, not an empty window
+    inches = fig.get_size_inches()
+    assert abs(width - inches[0] * fig.dpi) < 1 and abs(height - inches[1] * fig.dpi) < 1
+    check_boxes("expr --show", fig)  # its text inside its boxes
+    plt.close("all")
+
+
 def test_svg_text_stays_text(tmp_path):
     pytest.importorskip("matplotlib")
     L = mg._expression()
