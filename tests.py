@@ -2220,18 +2220,22 @@ def test_show_opens_a_window_of_the_figures_size(monkeypatch, tmp_path):
     pytest.importorskip("matplotlib")
     import matplotlib.pyplot as plt
 
-    shown = []
+    windows, shown = [], []
+    make_window = plt.figure
 
-    def show() -> None:  # what a window would get: the canvas of the current manager
-        canvas = plt.get_current_fig_manager().canvas
-        shown.append((canvas.figure, canvas.get_width_height()))
+    def figure(*args, **kwargs):  # the size a window is opened at is the one asked here
+        windows.append(kwargs.get("figsize"))
+        return make_window(*args, **kwargs)
 
+    def show() -> None:  # and it shows the figure of the current manager
+        shown.append(plt.get_current_fig_manager().canvas.figure)
+
+    monkeypatch.setattr(plt, "figure", figure)
     monkeypatch.setattr(plt, "show", show)
     assert mg.main(["expr", "--show", "--out", str(tmp_path / "g.png")]) == 0
-    [(fig, (width, height))] = shown
+    [fig], [size] = shown, windows
     assert fig.axes[0]._graph_labels  # our graph, not an empty window
-    inches = fig.get_size_inches()
-    assert abs(width - inches[0] * fig.dpi) < 1 and abs(height - inches[1] * fig.dpi) < 1
+    assert tuple(size) == tuple(fig.get_size_inches())
     check_boxes("expr --show", fig)  # its text inside its boxes
     plt.close("all")
 
