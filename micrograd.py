@@ -3143,7 +3143,8 @@ def _w1_loss(model: MLP, X: list, labels: list[float]) -> Value:
     return hinge_loss([model(x) for x in X], labels) + BENCH_REG * Value.dot(params, params)
 
 
-def _binary_op_loss(layers: list, X: list, labels: list[float]) -> object:
+def _binary_op_loss(layers: list, X: list, labels: list[float],
+                    reg: float = BENCH_REG) -> object:
     """W2's loss from + and * alone, for any value class: layers holds (weights, biases)."""
     scores = []
     for x in X:
@@ -3153,7 +3154,7 @@ def _binary_op_loss(layers: list, X: list, labels: list[float]) -> object:
         scores.append(x[0])
     data_loss = sum((1 + -t * s).relu() for s, t in zip(scores, labels)) * (1.0 / len(X))
     params = [p for W, b in layers for p in (*(w for row in W for w in row), *b)]
-    return data_loss + BENCH_REG * sum(p * p for p in params)
+    return data_loss + reg * sum(p * p for p in params) if reg else data_loss
 
 
 def _value_layers(model: MLP, make: Callable = lambda v: v) -> list:
@@ -3261,11 +3262,12 @@ def _notebook_heap() -> tuple[list, str]:
 
 
 def bench(steps: int = 20, seed: int = 0, chain: int = 1_000_000, notebook: bool = True,
-          samples: int = 100) -> dict:
+          samples: int = 100, drawing: bool = True) -> dict:
     """Time W0, W1 and W2 with the collector paused over `steps` steps each, then W0, U, W2
     and R2 with it on (W2 and R2 over a quarter as many steps), in a bare process and, if
-    `notebook`, beside a notebook-sized heap; and a backward through a chain of `chain` ops
-    (0 skips it). `samples` sets the size of the moons set. Return the figures as a dict."""
+    `notebook`, beside a notebook-sized heap; a backward through a chain of `chain` ops
+    (0 skips it); and, if `drawing`, a large layout and a PNG. `samples` sets the size of the
+    moons set. Return the figures as a dict."""
     graph_steps = max(1, steps // 4)
     # the bare process first, before the big graphs of W2 have grown the allocator's arenas
     heaps = {"bare process": _collector_on_rows(seed, samples, steps, graph_steps)}
@@ -3303,6 +3305,36 @@ def bench(steps: int = 20, seed: int = 0, chain: int = 1_000_000, notebook: bool
               "collector_on": heaps, "notebook_heap": notebook_what, "losses_agree": agree}
     if chain:
         result["chain"] = {"ops": chain, "backward_seconds": _chain_backward_seconds(chain)}
+    if drawing:
+        result["drawing"] = _drawing_seconds()
+    return result
+
+
+def _drawing_seconds(hidden: int = 18, drawn: int = 12) -> dict:
+    """Seconds to lay out the graph of a network built from + and * (MLP 2-h-h-1 on one
+    sample, without weight decay: 2,160 boxes at 18), and to draw and write the PNG of an
+    MLP 2-d-d-1's loss on one sample, unfolded (264 boxes at 12; needs matplotlib)."""
+    import tempfile
+
+    model = MLP(2, [hidden, hidden, 1], activation="relu", output_activation="linear", seed=0)
+    start = time.perf_counter()
+    pos, _ = layout_graph(_binary_op_loss(_value_layers(model), [[0.5, -0.3]], [1.0], reg=0))
+    result: dict = {"layout": {"network": f"binary-op MLP 2-{hidden}-{hidden}-1",
+                               "boxes": len(pos), "seconds": time.perf_counter() - start},
+                    "png": None}
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return result
+    model = MLP(2, [drawn, drawn, 1], activation="relu", output_activation="linear", seed=0)
+    loss = hinge_loss([model([0.5, 1.0])], [1.0])
+    loss.backward()
+    with tempfile.TemporaryDirectory() as folder:
+        start = time.perf_counter()
+        fig = draw_graph(loss, os.path.join(folder, "graph.png"))
+        seconds = time.perf_counter() - start
+    result["png"] = {"network": f"MLP 2-{drawn}-{drawn}-1", "seconds": seconds,
+                     "boxes": len(fig.axes[0]._graph_labels)}
     return result
 
 
@@ -3356,6 +3388,13 @@ def format_bench(result: dict) -> str:
         chain = result["chain"]
         lines.append(f"backward through a chain of {chain['ops']:,} ops: "
                      f"{chain['backward_seconds']:.2f} s")
+    if "drawing" in result:
+        layout, png = result["drawing"]["layout"], result["drawing"]["png"]
+        lines.append(f"layout of a {layout['boxes']:,}-box graph ({layout['network']}, one "
+                     f"sample): {layout['seconds']:.2f} s")
+        lines.append(f"PNG of a {png['boxes']:,}-box graph ({png['network']}, unfolded): "
+                     f"{png['seconds']:.2f} s" if png else
+                     "PNG of a graph: not timed (matplotlib is not installed)")
     return "\n".join(lines)
 
 
@@ -3563,6 +3602,9 @@ def build_parser() -> argparse.ArgumentParser:
                                 "0 skips it)")
     bench_cmd.add_argument("--samples", type=lambda text: _whole(text, 2, MAX_SAMPLES),
                            default=100, help="size of the moons set (default 100)")
+    bench_cmd.add_argument("--drawing", action=argparse.BooleanOptionalAction, default=True,
+                           help="also time a layout of about 2,000 boxes and a PNG of 264 "
+                                "(default: on)")
     bench_cmd.add_argument("--json", action="store_true", help="print the figures as JSON")
     bench_cmd.set_defaults(command_parser=bench_cmd)
     return parser
@@ -3896,9 +3938,11 @@ def run_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None
 def run_bench(args: argparse.Namespace) -> None:
     if sys.stderr.isatty():
         print(f"timing {args.steps} steps of W0, W1, W2, U and R2"
-              + (f" and a chain of {args.chain:,} ops" if args.chain else "")
+              + (f", a chain of {args.chain:,} ops" if args.chain else "")
+              + (", a large layout and a PNG" if args.drawing else "")
               + " (about a minute at the defaults)...", file=sys.stderr)
-    result = bench(steps=args.steps, chain=args.chain, samples=args.samples)
+    result = bench(steps=args.steps, chain=args.chain, samples=args.samples,
+                   drawing=args.drawing)
     print(json.dumps(result, indent=1) if args.json else format_bench(result))
 
 
