@@ -2101,32 +2101,37 @@ def _balance(n: int, ends: list, rank: list[int]) -> None:
 def _add_virtual_points(keys: list, edges: list, rank: dict) -> tuple[list, list, dict]:
     """Split each edge that spans several ranks into a chain through virtual points.
 
-    A value used all along a long graph would need a virtual point in nearly every rank for
-    each use; past a budget of points, the longest edges are drawn straight instead.
+    The long edges out of one value share one chain (dot's edge concentration), which
+    branches off to each head in turn: a value used all along a graph, such as the x of
+    Horner's rule or a weight reused at every step, is one line with a branch per use, not a
+    line per use. Past a budget of points, the longest chains are drawn straight instead.
     """
     layers: list[list] = [[] for _ in range(max(rank.values()) + 1)]
     for k in keys:
         layers[rank[k]].append(k)
-    budget = 10 * len(keys) + 1000
-    for a, b in sorted(edges, key=lambda e: rank[e[1]] - rank[e[0]]):
-        budget -= rank[b] - rank[a] - 1
+    reach: dict = {}  # value -> the last rank its chain must reach
+    for a, b in edges:
+        if rank[b] - rank[a] > 1:
+            reach[a] = max(reach.get(a, 0), rank[b] - 1)
+    budget, span_limit = 10 * len(keys) + 1000, len(layers)
+    for a in sorted(reach, key=lambda a: reach[a] - rank[a]):
+        budget -= reach[a] - rank[a]
         if budget < 0:
-            span_limit = rank[b] - rank[a]
+            span_limit = reach[a] - rank[a]
             break
-    else:
-        span_limit = len(layers)
-    short, routes = [], {}
-    for i, (a, b) in enumerate(edges):
-        chain = [a]
-        if rank[b] - rank[a] >= span_limit:
-            routes[(a, b)] = chain + [b]
+    index = {k: i for i, k in enumerate(keys)}
+    short, routes, placed = [], {}, set()
+    for a, b in edges:
+        if rank[b] - rank[a] > 1 and reach[a] - rank[a] >= span_limit:
+            routes[(a, b)] = [a, b]
             continue
-        for r in range(rank[a] + 1, rank[b]):
-            point = ("virtual", i, r)
-            layers[r].append(point)
-            chain.append(point)
-        chain.append(b)
-        short.extend(zip(chain, chain[1:]))
+        chain = [a, *(("virtual", index[a], r) for r in range(rank[a] + 1, rank[b])), b]
+        for step in zip(chain, chain[1:]):
+            if step[1] not in placed or not _is_virtual(step[1]):
+                short.append(step)
+                if _is_virtual(step[1]):
+                    placed.add(step[1])
+                    layers[step[1][2]].append(step[1])
         routes[(a, b)] = chain
     return layers, short, routes
 
