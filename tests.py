@@ -2580,6 +2580,39 @@ def test_transposition_never_adds_crossings_and_ordering_keeps_the_best():
         mg._total_crossings(mg._first_order(layers, up, down, s), down) for s in (False, True))
 
 
+def test_ordering_restarts_from_shuffled_copies_keep_the_best_and_repeat(monkeypatch):
+    layers, up, down = layered(random_value_dag(2))
+    once = mg._total_crossings(mg._dot_order(layers, up, down), down)
+    best = mg._order_ranks(layers, up, down)
+    assert mg._total_crossings(best, down) == 85 < once == 95  # the best of 9 runs
+    assert mg._order_ranks(layers, up, down) == best  # seeded: the same every time
+    assert [sorted(map(str, a)) for a in best] == [sorted(map(str, a)) for a in layers]
+    # as many runs as the work allows: 9 up to 166 points, 1 (no restart) past 750 points,
+    # each finding fewer crossings than the last here; a run that ties the best ends them
+    runs, counts = [], iter(range(1000, 0, -1))
+
+    def counted(layers: list, up: dict, down: dict) -> list:
+        runs.append(len(layers))
+        return [list(layer) for layer in layers]
+
+    monkeypatch.setattr(mg, "_dot_order", counted)
+    monkeypatch.setattr(mg, "_total_crossings", lambda layers, down: next(counts))
+    for points, expected in ((166, 9), (300, 5), (500, 3), (750, 2), (752, 1)):
+        runs.clear()
+        # two ranks whose single edges all cross: never zero crossings, so never done early
+        top = [("a", i) for i in range(points // 2)]
+        bottom = [("b", i) for i in range(points // 2)]
+        pairs = list(zip(top, reversed(bottom)))
+        up = {**{a: [] for a in top}, **{b: [a] for a, b in pairs}}
+        down = {**{a: [b] for a, b in pairs}, **{b: [] for b in bottom}}
+        mg._order_ranks([top, bottom], up, down)
+        assert len(runs) == expected, points
+    runs.clear()
+    monkeypatch.setattr(mg, "_total_crossings", lambda layers, down: 7)
+    mg._order_ranks([top[:50], bottom[:50]], up, down)
+    assert len(runs) == 2
+
+
 # Crossings between ranks (virtual points included) in dot 2.43's ordering, as `dot -v`
 # reports them ("mincross G: N crossings"), next to ours.
 DOT_MINCROSS = {"binary-op 2-4-4-1": 79, "mlp 2-8-8-1 hinge": 1748}
@@ -2596,7 +2629,7 @@ def graphviz_mincross(root: Value) -> int:
     return int(re.findall(r"^mincross G: (\d+) crossings", err, re.MULTILINE)[-1])
 
 
-@pytest.mark.parametrize("case,ours", [("binary-op 2-4-4-1", 72), ("mlp 2-8-8-1 hinge", 1748)])
+@pytest.mark.parametrize("case,ours", [("binary-op 2-4-4-1", 68), ("mlp 2-8-8-1 hinge", 1748)])
 def test_ordering_against_graphviz_dot(case, ours):
     if case.startswith("binary"):
         model = mg.MLP(2, [4, 4, 1], activation="relu", output_activation="linear", seed=0)
@@ -2605,8 +2638,8 @@ def test_ordering_against_graphviz_dot(case, ours):
         root = mlp_sample_loss(2, [8, 8], "hinge", "relu")[0]
     layers, up, down = layered(root)
     # our count, recorded so that a change for the worse shows; on the binary-op network it
-    # is below dot's (72 against 79; 87 before the long edges out of one value shared a
-    # line), on the fused network equal
+    # is below dot's (68 against 79; 87 before the long edges out of one value shared a
+    # line, 72 before restarts), on the fused network equal
     found = mg._total_crossings(mg._order_ranks(layers, up, down), down)
     assert found <= ours <= DOT_MINCROSS[case]
     if shutil.which("dot"):  # and against the dot installed here, whatever its version
@@ -2642,11 +2675,12 @@ def drawn_crossings(root: Value) -> int:
                for c, d, r, s in segments[i + 1:])
 
 
-@pytest.mark.parametrize("seed,most,level", [(0, 32, 12), (1, 49, 17), (2, 95, 100)])
+@pytest.mark.parametrize("seed,most,level", [(0, 29, 14), (1, 48, 22), (2, 85, 83)])
 def test_random_dags_cross_no_more_than_our_measured_counts(seed, most, level):
     # crossings as drawn (dot 2.43 reports 30, 63 and 94 between its ranks; this layout drew
-    # 29, 48 and 102 before long edges out of one value shared a line, 38, 88 and 144 before
-    # dot's ordering, and 55, 105 and 143 before network simplex ranks)
+    # 32, 49 and 95 before restarts from shuffled copies, 29, 48 and 102 before long edges
+    # out of one value shared a line, 38, 88 and 144 before dot's ordering, and 55, 105 and
+    # 143 before network simplex ranks)
     root = random_value_dag(seed)
     assert drawn_crossings(root) <= most
     # a long edge runs level across the ranks it passes (no long edge did before the
