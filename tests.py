@@ -2615,7 +2615,8 @@ def test_ordering_restarts_from_shuffled_copies_keep_the_best_and_repeat(monkeyp
 
 # Crossings between ranks (virtual points included) in dot 2.43's ordering, as `dot -v`
 # reports them ("mincross G: N crossings"), next to ours.
-DOT_MINCROSS = {"binary-op 2-4-4-1": 79, "mlp 2-8-8-1 hinge": 1748}
+DOT_MINCROSS = {"binary-op 2-4-4-1": 79, "mlp 2-8-8-1 hinge": 1748, "random 80, seed 0": 30,
+                "random 80, seed 1": 63, "random 80, seed 2": 94}
 
 
 def graphviz_mincross(root: Value) -> int:
@@ -2629,11 +2630,15 @@ def graphviz_mincross(root: Value) -> int:
     return int(re.findall(r"^mincross G: (\d+) crossings", err, re.MULTILINE)[-1])
 
 
-@pytest.mark.parametrize("case,ours", [("binary-op 2-4-4-1", 68), ("mlp 2-8-8-1 hinge", 1748)])
+@pytest.mark.parametrize("case,ours", [("binary-op 2-4-4-1", 68), ("mlp 2-8-8-1 hinge", 1748),
+                                       ("random 80, seed 0", 29), ("random 80, seed 1", 49),
+                                       ("random 80, seed 2", 85)])
 def test_ordering_against_graphviz_dot(case, ours):
     if case.startswith("binary"):
         model = mg.MLP(2, [4, 4, 1], activation="relu", output_activation="linear", seed=0)
         root = mg._binary_op_loss(mg._value_layers(model), [[0.5, -0.3]], [1.0])
+    elif case.startswith("random"):
+        root = random_value_dag(int(case[-1]))
     else:
         root = mlp_sample_loss(2, [8, 8], "hinge", "relu")[0]
     layers, up, down = layered(root)
