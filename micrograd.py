@@ -3190,7 +3190,7 @@ def _binary_op_loss(layers: list, X: list, labels: list[float],
         scores.append(x[0])
     data_loss = sum((1 + -t * s).relu() for s, t in zip(scores, labels)) * (1.0 / len(X))
     params = [p for W, b in layers for p in (*(w for row in W for w in row), *b)]
-    return data_loss + reg * sum(p * p for p in params) if reg else data_loss
+    return (data_loss + reg * sum(p * p for p in params)) if reg else data_loss
 
 
 def _value_layers(model: MLP, make: Callable = lambda v: v) -> list:
