@@ -2098,13 +2098,19 @@ def _balance(n: int, ends: list, rank: list[int]) -> None:
                 count[best] = count.get(best, 0) + 1
 
 
+def _point_budget(boxes: int) -> int:
+    """The virtual points a graph of this many boxes may have: past them, ordering and
+    placing would take minutes, and the longest edges go around the drawing (_lanes)."""
+    return 10 * boxes + 1000
+
+
 def _add_virtual_points(keys: list, edges: list, rank: dict) -> tuple[list, list, dict]:
     """Split each edge that spans several ranks into a chain through virtual points.
 
     The long edges out of one value share one chain (dot's edge concentration), which
     branches off to each head in turn: a value used all along a graph, such as the x of
     Horner's rule or a weight reused at every step, is one line with a branch per use, not a
-    line per use. Past a budget of points, the longest chains are drawn straight instead.
+    line per use. Past a budget of points, the longest are left out, to go around (_lanes).
     """
     layers: list[list] = [[] for _ in range(max(rank.values()) + 1)]
     for k in keys:
@@ -2113,7 +2119,7 @@ def _add_virtual_points(keys: list, edges: list, rank: dict) -> tuple[list, list
     for a, b in edges:
         if rank[b] - rank[a] > 1:
             reach[a] = max(reach.get(a, 0), rank[b] - 1)
-    budget, span_limit = 10 * len(keys) + 1000, len(layers)
+    budget, span_limit = _point_budget(len(keys)), len(layers)
     for a in sorted(reach, key=lambda a: reach[a] - rank[a]):
         budget -= reach[a] - rank[a]
         if budget < 0:
@@ -2419,20 +2425,50 @@ def _layout(root: Value, rankdir: str,
     along, across = (0, 1) if rankdir == "LR" else (1, 0)
     cross_size = {k: size[k][across] if k in size else 0.0 for layer in layers for k in layer}
     cross = _cross_positions(layers, up, down, cross_size)
-    rank_pos, at = [], 0.0
+    rank_pos, gaps, at = [], [], 0.0  # where each rank's middle is, and the gap after it
     for layer in layers:
         extent = max((size[k][along] for k in layer if k in size), default=0.0)
         rank_pos.append(at + extent / 2)
+        gaps.append(at + extent + _RANK_GAP / 2)
         at += extent + _RANK_GAP
         for k in layer:
             if k not in size:  # a virtual point
                 size[k] = (extent, 0.0) if rankdir == "LR" else (0.0, extent)
-    pos = {}
-    for r, layer in enumerate(layers):
-        for k in layer:
-            a, c = rank_pos[r], cross[k]
-            pos[k] = (a, -c) if rankdir == "LR" else (c, -a)
+    rank = {k: r for r, layer in enumerate(layers) for k in layer}
+    place = {k: (rank_pos[rank[k]], cross[k]) for k in rank}
+    outside = min(cross[k] - cross_size[k] / 2 for k in cross) - _NODE_GAP
+    place.update(_lanes(routes, rank, gaps, outside, size))
+    pos = {k: (a, -c) if rankdir == "LR" else (c, -a) for k, (a, c) in place.items()}
     return _shift_to_origin(pos, size), edges, routes, size, text
+
+
+_LANE_GAP = 6.0  # between the lanes of edges routed around the drawing
+
+
+def _lanes(routes: dict, rank: dict, gaps: list, outside: float, size: dict) -> dict:
+    """Route the edges left without virtual points (past their budget) around the drawing,
+    where they cross no box: out into the gap after their tail's rank, across to a lane
+    beyond every box, along it, and in from the gap before their head's rank. The edges of
+    one value share a lane; a lane is reused once the edges in it have ended. Returns the
+    places (along the ranks, across them) of the turning points, and sets their routes."""
+    far: dict = {}  # tail -> its heads that are more than a rank away with a straight route
+    for (a, b), route in routes.items():
+        if len(route) == 2 and rank[b] - rank[a] > 1:
+            far.setdefault(a, []).append(b)
+    lane_ends: list[int] = []  # the last rank each lane is taken up to
+    place = {}
+    for a in sorted(far, key=lambda a: rank[a]):
+        end = max(rank[b] for b in far[a])
+        lane = next((i for i, taken in enumerate(lane_ends) if taken < rank[a]), len(lane_ends))
+        lane_ends[lane:lane + 1] = [end]
+        across = outside - lane * _LANE_GAP
+        out = ("virtual", "lane", a)
+        place[out], size[out] = (gaps[rank[a]], across), (0.0, 0.0)
+        for b in far[a]:
+            back = ("virtual", "lane", a, b)
+            place[back], size[back] = (gaps[rank[b] - 1], across), (0.0, 0.0)
+            routes[(a, b)] = [a, out, back, b]
+    return place
 
 
 def _shift_to_origin(pos: dict, size: dict) -> dict:

@@ -2384,14 +2384,29 @@ def test_the_long_edges_out_of_one_value_share_one_line():
 
 
 @pytest.mark.parametrize("rankdir", ["LR", "TB"])
-def test_no_edge_passes_through_a_box_that_is_not_one_of_its_ends(rankdir):
+def test_no_edge_passes_through_a_box_that_is_not_one_of_its_ends(rankdir, monkeypatch):
+    w2 = mg._w2_loss(mg.MLP(2, [3, 3, 1], activation="relu", output_activation="linear",
+                            seed=0), [[0.5, -0.3]], [1.0])
     graphs = {**graphs_to_check(),
               "mlp 3-4-4-1": mlp_sample_loss(3, [4, 4], "mse", "tanh")[0],
               "folded 2-16-16-1": mlp_sample_loss(2, [16, 16], "hinge", "relu")[0],
-              "horner 60": horner(60)[0]}  # x used at every step: 14 edges crossed boxes
+              "horner 60": horner(60)[0],  # x used at every step: 14 edges crossed boxes
+              "around": w2}  # long edges past the budget of points go around the drawing
     for name, root in graphs.items():
         fold = name.startswith("folded")
-        pos, edges, routes, size, _ = mg._layout(root, rankdir, fold)
+        with monkeypatch.context() as patch:
+            if name == "around":  # a budget of 40 points: most long edges go around
+                patch.setattr(mg, "_point_budget", lambda boxes: 40)
+            pos, edges, routes, size, _ = mg._layout(root, rankdir, fold)
+        if name == "around":  # each in a lane beyond every box (there were 12 drawn straight)
+            around = [route for route in routes.values()
+                      if len(route) == 4 and route[1][:2] == ("virtual", "lane")]
+            assert len(around) == 12
+            across = 1 - (0 if rankdir == "LR" else 1)
+            farthest = max if rankdir == "LR" else min  # up, or to the left
+            beyond = farthest(pos[k][across] for k in pos if not mg._is_virtual(k))
+            for route in around:
+                assert farthest(pos[route[1]][across], beyond) == pos[route[1]][across]
         boxes = [k for k in pos if not mg._is_virtual(k)]
         along = 0 if rankdir == "LR" else 1
         lines = mg._edge_lines(pos, size, routes, edges, along)
