@@ -2382,13 +2382,13 @@ def _cross_positions(layers: list, up: dict, down: dict, cross_size: dict) -> di
                                          up[k] if p % 2 == 0 else down[k])]
                 desired.append(_median(near) if near else pos[k])
             pos.update(zip(layer, _pack(desired, sizes[r], weights[r])))
-    # then each long edge straightened: its virtual points drawn to one line, their median,
-    # so that it runs level and bends only near its ends (or where another one needs the line)
+    # then each value's line of virtual points drawn to one level, their median, so that it
+    # runs straight and bends only near its ends (or where another line needs the level)
     chains: dict[int, list[float]] = {}
     for k, at in pos.items():
         if _is_virtual(k):
-            chains.setdefault(k[1], []).append(at)
-    line = {edge: _median(points) for edge, points in chains.items()}
+            chains.setdefault(k[1], []).append(at)  # k[1]: the value the line comes from
+    line = {value: _median(points) for value, points in chains.items()}
     for r, layer in enumerate(layers):
         desired = [line[k[1]] if _is_virtual(k) else pos[k] for k in layer]
         pos.update(zip(layer, _pack(desired, sizes[r], weights[r])))
@@ -2434,8 +2434,7 @@ def _layout(root: Value, rankdir: str,
         for k in layer:
             if k not in size:  # a virtual point
                 size[k] = (extent, 0.0) if rankdir == "LR" else (0.0, extent)
-    rank = {k: r for r, layer in enumerate(layers) for k in layer}
-    place = {k: (rank_pos[rank[k]], cross[k]) for k in rank}
+    place = {k: (rank_pos[r], cross[k]) for r, layer in enumerate(layers) for k in layer}
     outside = min(cross[k] - cross_size[k] / 2 for k in cross) - _NODE_GAP
     place.update(_lanes(routes, rank, gaps, outside, size))
     pos = {k: (a, -c) if rankdir == "LR" else (c, -a) for k, (a, c) in place.items()}
@@ -2459,8 +2458,12 @@ def _lanes(routes: dict, rank: dict, gaps: list, outside: float, size: dict) -> 
     place = {}
     for a in sorted(far, key=lambda a: rank[a]):
         end = max(rank[b] for b in far[a])
-        lane = next((i for i, taken in enumerate(lane_ends) if taken < rank[a]), len(lane_ends))
-        lane_ends[lane:lane + 1] = [end]
+        lane = next((i for i, taken in enumerate(lane_ends) if taken < rank[a]), None)
+        if lane is None:  # every lane is still taken: a new one, further out
+            lane = len(lane_ends)
+            lane_ends.append(end)
+        else:
+            lane_ends[lane] = end
         across = outside - lane * _LANE_GAP
         out = ("virtual", "lane", a)
         place[out], size[out] = (gaps[rank[a]], across), (0.0, 0.0)
@@ -3101,7 +3104,7 @@ def animate_training(model: Module, X: Sequence, y: Sequence, path: str,
 # Ways to take one full-batch SGD step on the moons demo (100 samples, MLP 2-16-16-1, relu
 # hidden layers, linear output, hinge loss + 1e-4 * sum of squared parameters):
 #   W0  the floor: forward and backward written by hand with floats and lists, no autograd;
-#   W1  this file's MLP (a dot node and an activation node per neuron), losses and SGD;
+#   W1  this file's MLP (one fused node per neuron), losses and SGD;
 #   W2  the same network built from binary + and * only, to show the engine's cost per node;
 #   U   W1's step as a user writes it in a notebook: Python's collector on, as it is there;
 #   R2  W2's graph through the published closure design of micrograd (below), node for node.
@@ -3225,8 +3228,12 @@ def _binary_op_loss(layers: list, X: list, labels: list[float],
             x = sums if i == len(layers) - 1 else [act.relu() for act in sums]
         scores.append(x[0])
     data_loss = sum((1 + -t * s).relu() for s, t in zip(scores, labels)) * (1.0 / len(X))
-    params = [p for W, b in layers for p in (*(w for row in W for w in row), *b)]
-    return (data_loss + reg * sum(p * p for p in params)) if reg else data_loss
+    return (data_loss + reg * sum(p * p for p in _layer_params(layers))) if reg else data_loss
+
+
+def _layer_params(layers: list) -> list:
+    """The parameters of (weights, biases) layers, in the model's order."""
+    return [p for W, b in layers for p in (*(w for row in W for w in row), *b)]
 
 
 def _value_layers(model: MLP, make: Callable = lambda v: v) -> list:
@@ -3251,7 +3258,7 @@ def _graph_step(loss_of: Callable, model: MLP, X: list, labels: list[float],
 def _closure_step(layers: list, X: list, labels: list[float]) -> float:
     """W2's step through the closure design, updated as the original demo does."""
     loss = _binary_op_loss(layers, X, labels)
-    params = [p for W, b in layers for p in (*(w for row in W for w in row), *b)]
+    params = _layer_params(layers)
     for p in params:
         p.grad = 0.0
     loss.backward()
