@@ -1,8 +1,8 @@
 """micrograd.py: a tiny, complete deep-learning engine in one file.
 
-Read it top to bottom: the autograd engine (`Value`), neural networks, losses, optimizers,
-datasets, training, drawing, a benchmark and the command line, each section using only what
-came before it.
+Read it top to bottom. The lesson comes first: the autograd engine (`Value`), neural
+networks, losses, optimizers, datasets and training, each part using only what came before
+it. The tools follow: model files, drawing, plots, the benchmark and the command line.
 
     python micrograd.py expr                       # a small expression, its gradients, its graph
     python micrograd.py train --epochs 20 --optim adam
@@ -41,213 +41,45 @@ if TYPE_CHECKING:  # for type hints only: matplotlib is imported when something 
     from matplotlib.figure import Figure
     from matplotlib.path import Path
 
-__version__ = "1.0.0"
+__version__ = "1.1.0"
 
 # ---------------------------------------------------------------------------------------------
 # Value: the autograd engine
 # ---------------------------------------------------------------------------------------------
-# Each op computes its result and, at the same moment, the local derivatives d(result)/d(child),
-# and stores both in the new node. backward() is then one generic loop over the graph in
-# reverse topological order: child.grad += local * node.grad. No closures, no recursion, and no
-# reference cycles (a node points only at its children), so memory is freed as soon as the last
-# reference to the root goes away.
-
-_ONES = (1.0, 1.0)  # the local gradients of a + b, shared by every sum node
-_PLUS_MINUS = (1.0, -1.0)  # the local gradients of a - b
-_MINUS_ONE = (-1.0,)
-_ONE, _ZERO = (1.0,), (0.0,)  # the local gradient of relu on either side of its kink
-_SQRT2 = math.sqrt(2.0)
-_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
-_data = attrgetter("data")
-_isfinite = math.isfinite
-
-
-def _to_float(x: object) -> float:
-    """The float in x, or a TypeError that names what x was."""
-    if type(x) is int or (isinstance(x, numbers.Real) and not isinstance(x, Value)):
-        return float(x)
-    raise TypeError(
-        f"Value needs a real number (int or float), got {type(x).__name__}: {x!r}")
-
-
-def _pow(base: float, exponent: float) -> float:
-    """base ** exponent as a real float: inf on overflow, a ValueError instead of a complex."""
-    if base < 0.0 and math.isfinite(exponent) and not exponent.is_integer():
-        raise ValueError(
-            f"{base!r} ** {exponent!r} is a complex number: a negative base needs an integer "
-            "exponent")
-    try:
-        result = base ** exponent
-    except OverflowError:
-        odd = exponent == int(exponent) and int(exponent) % 2 == 1
-        return -math.inf if base < 0 and odd else math.inf
-    except ZeroDivisionError:
-        raise ZeroDivisionError(
-            f"{base!r} ** {exponent!r}: zero cannot be raised to a negative power") from None
-    return result
-
-
-def _pow_grad(base: float, exponent: float) -> float:
-    """d(base ** exponent)/d(base), with PyTorch's conventions at zero."""
-    if exponent == 0.0:
-        return 0.0
-    if base == 0.0 and exponent < 1.0:
-        return math.inf  # the slope of x ** 0.5 at 0, say; negative exponents fail earlier
-    return exponent * _pow(base, exponent - 1.0)
-
-
-def _exponent_grad(base: float, result: float) -> float:
-    """d(base ** e)/d(e) = result * log(base): 0 for a zero base, nan for a negative one."""
-    if base > 0.0:
-        return result * math.log(base)
-    return 0.0 if base == 0.0 else math.nan
-
-
-def _exp(x: float) -> float:
-    try:
-        return math.exp(x)
-    except OverflowError:
-        return math.inf
-
-
-def _sigmoid(x: float) -> float:
-    if x >= 0.0:
-        return 1.0 / (1.0 + math.exp(-x))
-    e = math.exp(x)  # never overflows here, unlike exp(-x)
-    return e / (1.0 + e)
-
-
-# Activations on floats: each returns its value at x and its slope (derivative) there, so that
-# a Value method and a neuron's fused node (see _neuron) share one statement of both.
-
-def _linear_at(x: float) -> tuple[float, float]:
-    return x, 1.0
-
-
-def _tanh_at(x: float) -> tuple[float, float]:
-    t = math.tanh(x)
-    return t, (1.0 - t) * (1.0 + t)  # rather than 1 - t*t, which loses digits as |t| nears 1
-
-
-def _sigmoid_at(x: float) -> tuple[float, float]:
-    s = _sigmoid(x)
-    return s, s * (1.0 - s)
-
-
-def _relu_at(x: float) -> tuple[float, float]:
-    if x <= 0.0:
-        return 0.0, 0.0  # PyTorch's convention at the kink: relu'(0) = 0
-    return x, 1.0  # nan passes through, with slope 1, as in PyTorch
-
-
-def _leaky_relu_at(x: float, negative_slope: float = 0.01) -> tuple[float, float]:
-    slope = 1.0 if x > 0.0 else negative_slope
-    return x * slope, slope
-
-
-def _elu_at(x: float, alpha: float = 1.0) -> tuple[float, float]:
-    if not x <= 0.0:  # nan too, as in PyTorch: the value nan, the slope 1
-        return x, 1.0
-    return alpha * math.expm1(x), alpha * math.exp(x)
-
-
-def _gelu_at(x: float) -> tuple[float, float]:
-    cdf = 0.5 * (1.0 + math.erf(x / _SQRT2))
-    pdf = _INV_SQRT_2PI * math.exp(-0.5 * x * x)
-    return x * cdf, cdf + x * pdf
-
-
-def _silu_at(x: float) -> tuple[float, float]:
-    s = _sigmoid(x)
-    return x * s, s * (1.0 + x * (1.0 - s))
-
-
-def _softplus_at(x: float) -> tuple[float, float]:
-    if x > 20.0:
-        return x, 1.0
-    return math.log1p(math.exp(x)), _sigmoid(x)
-
-
-_ACTIVATIONS_AT = {"linear": _linear_at, "tanh": _tanh_at, "relu": _relu_at,
-                   "sigmoid": _sigmoid_at, "leaky_relu": _leaky_relu_at, "elu": _elu_at,
-                   "gelu": _gelu_at, "silu": _silu_at, "softplus": _softplus_at}
-
-_new_object = object.__new__
-
-# no_grad() is per thread, as in PyTorch: the threads inside a no_grad() block, each with how
-# many blocks deep it is. Ops test this dict first, so outside no_grad (the dict is empty) they
-# pay one global lookup and nothing else.
-_no_grad_threads: dict[int, int] = {}
-_no_grad_lock = threading.Lock()
-
-
-def _node(data: float, children: tuple, local_grads: tuple, op: str) -> Value:
-    """The Value an op makes: its data, the children it was made from and the local
-    gradients d data / d child (or a bare leaf, inside no_grad()).
-
-    Ops make their results through this rather than Value(), as it skips the checks a
-    user's number needs and Python's slower path through __init__: it is the hottest
-    function in the file.
-    """
-    out = _new_object(Value)
-    if _no_grad_threads and get_ident() in _no_grad_threads:
-        children, local_grads, op = (), (), ""  # inside no_grad(): remember nothing
-    out.data, out.grad, out.label = data, 0.0, ""
-    out._children, out._local_grads, out._op = children, local_grads, op
-    return out
-
-
-class _CollectorPause:
-    """`with _gc_paused:` pauses Python's cyclic garbage collector while this file walks or
-    updates a graph (backward, an optimizer's step) or trains a network (train, bench).
-
-    The graph has no cycles, so the collector would find nothing in it, yet every few hundred
-    new objects it would scan the young ones, and now and then every object the program holds
-    (in a notebook, hundreds of thousands). Pauses nest and overlap across threads: a count
-    under a lock, and the last one to end turns the collector back on if it was on when the
-    first began, exceptions included. Its thresholds are never touched.
-
-    Pausing it around each call that builds part of a graph (a network's forward pass, a loss)
-    was measured too and bought nothing: the collections are only put off to the caller's next
-    allocation, and the collector then scans the same objects.
-    """
-
-    def __init__(self) -> None:
-        self.lock, self.count, self.was_enabled = threading.Lock(), 0, False
-
-    def __enter__(self) -> None:
-        with self.lock:
-            if self.count == 0:
-                self.was_enabled = gc.isenabled()
-                gc.disable()
-            self.count += 1
-
-    def __exit__(self, *exc_info: object) -> None:
-        with self.lock:
-            self.count -= 1
-            if self.count == 0 and self.was_enabled:
-                gc.enable()
-
-
-_gc_paused = _CollectorPause()
+# Each op computes its result and, at the same moment, its local derivatives d result / d child,
+# and stores both in the new node. backward() is then one loop over the graph in reverse
+# topological order: child.grad += local * node.grad. No closures and no recursion, and a node
+# points only at its children, so a graph has no reference cycles and is freed at once.
 
 
 class Value:
-    """A scalar that remembers how it was made, so that gradients can flow back through it."""
+    """A scalar that remembers how it was made, so that gradients can flow back through it.
 
-    __slots__ = ("data", "grad", "label", "_children", "_local_grads", "_op")
+    `data` is the number, `grad` is d root / d self after root.backward(), `label` a name for
+    drawings. A Value made by an op also holds the Values it was made from (`_children`),
+    the op's name (`_op`) and d self / d child for each child (`_local_grads`).
+    """
 
-    def __init__(self, data: float, label: str = "") -> None:
+    # Slots keep a node small; __dict__ takes a user's own attributes (p.m = 0.0)
+    __slots__ = ("data", "grad", "label", "_children", "_local_grads", "_op", "__dict__")
+
+    def __init__(self, data: float, children: tuple[Value, ...] | str = (), op: str = "",
+                 local_grads: tuple[float, ...] | None = None, label: str = "") -> None:
+        if type(children) is str:  # Value(2.0, "a"): a leaf and its label
+            children, label = (), children
+        elif _no_grad_threads and children and get_ident() in _no_grad_threads:
+            children = ()  # inside no_grad(): a result is a leaf
+        if label and type(label) is not str:
+            raise TypeError(f"a Value's label must be a str, got {type(label).__name__}: "
+                            f"{label!r}")
         self.data = data if type(data) is float else _to_float(data)
-        if type(label) is not str:
-            raise TypeError(
-                f"Value(data, label): the label must be a str, got {type(label).__name__}: "
-                f"{label!r} (children are not passed by hand: ops record them)")
         self.grad = 0.0
         self.label = label
-        self._children = ()  # the Values this one was computed from
-        self._local_grads = ()  # d self / d child, one per child
-        self._op = ""  # what made it, for drawing: '+', '*', 'tanh', ...
+        self._children = children
+        # None for a node made as the original micrograd makes them, Value(data, children,
+        # op): it brings a _backward function of its own to pass gradients on
+        self._local_grads = local_grads if children else ()
+        self._op = op
 
     def __repr__(self) -> str:
         label = f", label={self.label!r}" if self.label else ""
@@ -258,26 +90,22 @@ class Value:
 
     @property
     def _prev(self) -> set[Value]:
-        """The children as a set, read-only: the name the original micrograd gives them, so
-        that its graph-tracing notebook code runs on these Values too."""
+        """The children as a set: the original micrograd's name for them."""
         return set(self._children)
 
-    # -- arithmetic: each op states its value and its local derivatives together -------------
+    # -- arithmetic: each op states its value and its local derivatives together --------------
 
     def __add__(self, other: Value | float) -> Value:
         other = other if isinstance(other, Value) else Value(other)
-        return _node(self.data + other.data, (self, other), _ONES, "+")
+        return Value(self.data + other.data, (self, other), "+", (1.0, 1.0))
 
     def __mul__(self, other: Value | float) -> Value:
         other = other if isinstance(other, Value) else Value(other)
-        return _node(self.data * other.data, (self, other), (other.data, self.data), "*")
+        return Value(self.data * other.data, (self, other), "*", (other.data, self.data))
 
     def __sub__(self, other: Value | float) -> Value:
         other = other if isinstance(other, Value) else Value(other)
-        return _node(self.data - other.data, (self, other), _PLUS_MINUS, "-")
-
-    def __rsub__(self, other: float) -> Value:
-        return Value(other) - self
+        return Value(self.data - other.data, (self, other), "-", (1.0, -1.0))
 
     def __truediv__(self, other: Value | float) -> Value:
         other = other if isinstance(other, Value) else Value(other)
@@ -286,88 +114,183 @@ class Value:
             raise ZeroDivisionError(f"division by zero: {a!r} / {b!r}")
         out = a / b
         # d/db = -a / b**2, written -(a / b) / b: b * b may underflow to 0 where this is finite
-        return _node(out, (self, other), (1.0 / b, -out / b), "/")
+        return Value(out, (self, other), "/", (1.0 / b, -out / b))
+
+    def __neg__(self) -> Value:
+        return Value(-self.data, (self,), "neg", (-1.0,))
+
+    def __abs__(self) -> Value:
+        x = self.data
+        return Value(abs(x), (self,), "abs", (float((x > 0.0) - (x < 0.0)),))  # 0 at the kink
+
+    def __pow__(self, other: Value | float) -> Value:
+        """self ** other, the exponent a number or a Value, with PyTorch's slopes at zero."""
+        x = self.data
+        n = other.data if isinstance(other, Value) else _to_float(other)
+        out = Value._power(x, n)
+        if n == 0.0:
+            dx = 0.0  # x ** 0 is 1 everywhere
+        elif x == 0.0 and n < 1.0:
+            dx = math.inf  # the slope of x ** 0.5 at 0; negative exponents failed above
+        else:
+            dx = n * Value._power(x, n - 1.0)
+        if not isinstance(other, Value):
+            return Value(out, (self,), f"**{other}", (dx,))
+        dn = out * math.log(x) if x > 0.0 else 0.0 if x == 0.0 else math.nan  # d/dn = out log x
+        return Value(out, (self, other), "**", (dx, dn))
+
+    @staticmethod
+    def _power(x: float, n: float) -> float:
+        """x ** n as a real float: inf on overflow, a clear error instead of a complex."""
+        if x < 0.0 and math.isfinite(n) and not n.is_integer():
+            raise ValueError(f"{x!r} ** {n!r} is a complex number: a negative base needs an "
+                             "integer exponent")
+        try:
+            return x ** n
+        except OverflowError:
+            return -math.inf if x < 0 and n % 2 == 1 else math.inf
+        except ZeroDivisionError:
+            raise ZeroDivisionError(
+                f"{x!r} ** {n!r}: zero cannot be raised to a negative power") from None
+
+    def __rsub__(self, other: float) -> Value:
+        return Value(other) - self
 
     def __rtruediv__(self, other: float) -> Value:
         return Value(other) / self
 
-    def __neg__(self) -> Value:
-        return _node(-self.data, (self,), _MINUS_ONE, "neg")
+    def __rpow__(self, other: float) -> Value:
+        return Value(other) ** self
 
     def __pos__(self) -> Value:
         return self
 
-    def __abs__(self) -> Value:
-        x = self.data
-        return _node(abs(x), (self,), (float((x > 0.0) - (x < 0.0)),), "abs")
-
-    def __pow__(self, other: Value | float) -> Value:
-        a = self.data
-        if isinstance(other, Value):
-            b = other.data
-            out = _pow(a, b)
-            return _node(out, (self, other), (_pow_grad(a, b), _exponent_grad(a, out)), "**")
-        b = _to_float(other)
-        return _node(_pow(a, b), (self,), (_pow_grad(a, b),), f"**{other}")
-
-    def __rpow__(self, other: float) -> Value:
-        return Value(other) ** self
-
-    __radd__ = __add__
+    __radd__ = __add__  # 2 + v is v + 2: both orders give the same float
     __rmul__ = __mul__
 
-    # -- elementary functions and activations ------------------------------------------------
+    # -- elementary functions and activations ---------------------------------------------------
 
     def exp(self) -> Value:
-        out = _exp(self.data)
-        return _node(out, (self,), (out,), "exp")
+        try:
+            out = math.exp(self.data)
+        except OverflowError:
+            out = math.inf
+        return Value(out, (self,), "exp", (out,))  # the slope of exp is exp itself
 
     def log(self) -> Value:
         x = self.data
         if x <= 0.0:
             raise ValueError(f"log needs a positive number, got {x!r}")
-        return _node(math.log(x), (self,), (1.0 / x,), "log")
+        return Value(math.log(x), (self,), "log", (1.0 / x,))
 
     def sqrt(self) -> Value:
         x = self.data
         if x < 0.0:
             raise ValueError(f"sqrt needs a number >= 0, got {x!r}")
         out = math.sqrt(x)
-        return _node(out, (self,), (0.5 / out if out else math.inf,), "sqrt")
+        return Value(out, (self,), "sqrt", (0.5 / out if out else math.inf,))
+
+    # Each activation is a rule on floats that gives its value and its slope at x, beside the
+    # method that makes a node of it; a neuron's fused node uses the same rule (see Neuron).
+
+    def _activate(self, rule: Callable[..., tuple[float, float]], op: str,
+                  *options: float) -> Value:
+        out, slope = rule(self.data, *options)
+        return Value(out, (self,), op, (slope,))
+
+    @staticmethod
+    def _tanh_at(x: float) -> tuple[float, float]:
+        t = math.tanh(x)
+        return t, (1.0 - t) * (1.0 + t)  # 1 - t*t, without losing digits as |t| nears 1
 
     def tanh(self) -> Value:
-        return self._activation(_tanh_at, "tanh")
+        return self._activate(Value._tanh_at, "tanh")
+
+    @staticmethod
+    def _sigmoid_at(x: float) -> tuple[float, float]:
+        s = _sigmoid(x)
+        return s, s * (1.0 - s)
 
     def sigmoid(self) -> Value:
-        return self._activation(_sigmoid_at, "sigmoid")
+        return self._activate(Value._sigmoid_at, "sigmoid")
+
+    @staticmethod
+    def _relu_at(x: float) -> tuple[float, float]:
+        if x <= 0.0:
+            return 0.0, 0.0  # PyTorch's convention at the kink: relu'(0) = 0
+        return x, 1.0  # nan passes through, with slope 1, as in PyTorch
 
     def relu(self) -> Value:
-        out, slope = _relu_at(self.data)
-        return _node(out, (self,), _ONE if slope else _ZERO, "relu")  # shared: relu is common
+        return self._activate(Value._relu_at, "relu")
+
+    @staticmethod
+    def _leaky_relu_at(x: float, negative_slope: float = 0.01) -> tuple[float, float]:
+        slope = 1.0 if x > 0.0 else negative_slope
+        return x * slope, slope
 
     def leaky_relu(self, negative_slope: float = 0.01) -> Value:
-        return self._activation(_leaky_relu_at, "leaky_relu", negative_slope)
+        return self._activate(Value._leaky_relu_at, "leaky_relu", negative_slope)
+
+    @staticmethod
+    def _elu_at(x: float, alpha: float = 1.0) -> tuple[float, float]:
+        if not x <= 0.0:  # nan too, as in PyTorch: the value nan, the slope 1
+            return x, 1.0
+        return alpha * math.expm1(x), alpha * math.exp(x)
 
     def elu(self, alpha: float = 1.0) -> Value:
-        return self._activation(_elu_at, "elu", alpha)
+        return self._activate(Value._elu_at, "elu", alpha)
+
+    @staticmethod
+    def _gelu_at(x: float) -> tuple[float, float]:
+        cdf = 0.5 * (1.0 + math.erf(x / math.sqrt(2.0)))  # Phi(x), the normal CDF
+        pdf = math.exp(-0.5 * x * x) / math.sqrt(2.0 * math.pi)
+        return x * cdf, cdf + x * pdf
 
     def gelu(self) -> Value:
         """The exact GELU, x * Phi(x), with Phi the standard normal CDF."""
-        return self._activation(_gelu_at, "gelu")
+        return self._activate(Value._gelu_at, "gelu")
+
+    @staticmethod
+    def _silu_at(x: float) -> tuple[float, float]:
+        s = _sigmoid(x)
+        return x * s, s * (1.0 + x * (1.0 - s))
 
     def silu(self) -> Value:
-        return self._activation(_silu_at, "silu")
+        return self._activate(Value._silu_at, "silu")
+
+    @staticmethod
+    def _softplus_at(x: float) -> tuple[float, float]:
+        if x > 20.0:  # as in PyTorch: the identity above 20
+            return x, 1.0
+        return math.log1p(math.exp(x)), _sigmoid(x)
 
     def softplus(self) -> Value:
         """log(1 + exp(x)); like PyTorch, the identity above x = 20."""
-        return self._activation(_softplus_at, "softplus")
+        return self._activate(Value._softplus_at, "softplus")
 
-    def _activation(self, at: Callable[..., tuple[float, float]], op: str,
-                    *options: float) -> Value:
-        out, slope = at(self.data, *options)
-        return _node(out, (self,), (slope,), op)
+    # -- many inputs in one node, and your own ops ----------------------------------------------
 
-    # -- your own ops ---------------------------------------------------------------------------
+    @staticmethod
+    def sum(values: Iterable[Value | float]) -> Value:
+        """The sum of many values as one node."""
+        values = _as_values(values)
+        return Value(sum([v.data for v in values], 0.0), values, "sum", (1.0,) * len(values))
+
+    @staticmethod
+    def dot(weights: Sequence[Value | float], inputs: Sequence[Value | float],
+            bias: Value | float | None = None) -> Value:
+        """sum(w * x for w, x in zip(weights, inputs)) (+ bias) as one node: the local
+        gradient of each weight is its input, and of each input its weight."""
+        weights, inputs = _as_values(weights), _as_values(inputs)
+        if len(weights) != len(inputs):
+            raise ValueError(
+                f"dot needs as many weights as inputs, got {len(weights)} and {len(inputs)}")
+        w, x = [v.data for v in weights], [v.data for v in inputs]
+        total = sum(map(mul, w, x), 0.0)
+        if bias is None:
+            return Value(total, (*weights, *inputs), "dot", (*x, *w))
+        bias = bias if isinstance(bias, Value) else Value(bias)
+        return Value(total + bias.data, (*weights, *inputs, bias), "dot", (*x, *w, 1.0))
 
     @staticmethod
     def op(data: float, children: Sequence[Value], local_grads: Sequence[float],
@@ -390,111 +313,78 @@ class Value:
                              f"gradients, got {len(local_grads)}")
         if not isinstance(name, str) or not name:
             raise ValueError(f"Value.op: name the op with a non-empty str, got {name!r}")
-        return _node(_to_float(data), children, tuple(map(_to_float, local_grads)), name)
+        return Value(_to_float(data), children, name, tuple(map(_to_float, local_grads)))
 
-    # -- fused n-ary ops: one node where the elementary path would make many ----------------
-
-    @staticmethod
-    def sum(values: Iterable[Value | float]) -> Value:
-        """The sum of many values as one node."""
-        values = tuple(_as_values(values))
-        return _node(sum(map(_data, values), 0.0), values, (1.0,) * len(values), "sum")
-
-    @staticmethod
-    def dot(weights: Sequence[Value | float], inputs: Sequence[Value | float],
-            bias: Value | float | None = None) -> Value:
-        """sum(w * x for w, x in zip(weights, inputs)) (+ bias) as one node."""
-        weights, inputs = tuple(_as_values(weights)), tuple(_as_values(inputs))
-        if len(weights) != len(inputs):
-            raise ValueError(
-                f"dot needs as many weights as inputs, got {len(weights)} and {len(inputs)}")
-        if bias is not None and not isinstance(bias, Value):
-            bias = Value(bias)
-        return _dot(weights, inputs, bias)
-
-    # -- backpropagation ----------------------------------------------------------------------
+    # -- backpropagation --------------------------------------------------------------------
 
     def backward(self) -> None:
-        """Fill in d self / d v for every v this Value was computed from.
+        """Fill in d self / d v, in v.grad, for every v this Value was computed from.
 
-        As in PyTorch, leaves accumulate: a second call adds the same gradients again. A leaf's
-        contributions from this pass are summed on their own before being added to its grad,
-        so two calls give exactly twice the gradient of one.
-
-        A node that would pass on only zeros is skipped: one whose gradient is zero (behind a
-        dead relu, a met hinge margin) and whose local gradients are finite, which their sum
-        tells at C speed, or one whose local gradients are all zero (a dead relu neuron) and
-        whose gradient is finite. Adding a zero to a child's gradient changes no bit of it: it
-        starts this pass at +0.0 and so can never become -0.0. An inf or nan makes the sum, or
-        the gradient, non-finite: that node is not skipped, and inf * 0 = nan flows on, as in
-        PyTorch.
+        The chain rule, node by node from self down: each node passes its gradient to its
+        children, times the local derivative of the node by each child. A value used twice
+        collects from both uses. As in PyTorch, leaves accumulate across calls (zero them
+        with zero_grad()): this pass's sum is added to what a leaf held, so two calls give
+        exactly twice the gradient of one.
         """
-        with _gc_paused:
-            order, leaves, earlier = _order_and_reset(self)
-            self.grad = 1.0
-            for node in reversed(order):
-                grad, local_grads = node.grad, node._local_grads
-                if not grad:  # each local * 0 is a zero if every local is finite
-                    if _isfinite(sum(local_grads)):
-                        continue
-                elif not any(local_grads) and _isfinite(grad):  # each 0 * grad is a zero
-                    continue
+        order = _topological_order(self)  # children before parents
+        earlier = [(v, v.grad) for v in order if not v._children]
+        for v in order:
+            v.grad = 0.0
+        self.grad = 1.0
+        for node in reversed(order):
+            grad, local_grads = node.grad, node._local_grads
+            if local_grads is None:  # a node made the original way runs its own code
+                node._backward()
+            elif not _only_zeros(grad, local_grads):
                 for child, local in zip(node._children, local_grads):
                     child.grad += local * grad
-            for leaf, grad in zip(leaves, earlier):
-                leaf.grad = grad + leaf.grad
+        for leaf, grad in earlier:
+            leaf.grad = grad + leaf.grad
+
+    def _backward(self) -> None:
+        """Pass this node's gradient to its children. The original micrograd gives each node
+        a closure for this (out._backward = fn); a node made that way runs its own."""
+        for child, local in zip(self._children, self._local_grads or ()):
+            child.grad += local * self.grad
 
 
-def _as_values(items: Iterable[Value | float]) -> Iterator[Value]:
-    return (v if isinstance(v, Value) else Value(v) for v in items)
-
-
-def _dot(weights: tuple, inputs: tuple, bias: Value | None) -> Value:
-    """Value.dot on tuples of Values of equal length, with no checks: the networks' hot path."""
-    w, x = [v.data for v in weights], [v.data for v in inputs]
-    total = sum(map(mul, w, x), 0.0)
-    if bias is None:
-        return _node(total, (*weights, *inputs), (*x, *w), "dot")
-    return _node(total + bias.data, (*weights, *inputs, bias), (*x, *w, 1.0), "dot")
-
-
-_ZEROS: dict[int, tuple] = {}  # one shared tuple of n zeros for each n asked for
-_FUSED_OPS = {name: f"{name}(dot)" for name in _ACTIVATIONS_AT}
-
-
-def _neuron(weights: tuple, bias: Value, inputs: tuple, x: list[float],
-            activation: str) -> Value:
-    """activation(w . x + b) as one node, op 'relu(dot)' say: the local gradients of the dot
-    product (x for each w, w for each x, 1 for b) times the activation's slope at w . x + b.
-    x holds the inputs' data: a layer's neurons share it.
-
-    It stands for a dot node and an activation node, in half the nodes. Where the slope is 0
-    (a dead relu) the local gradients are a shared tuple of zeros, as long as w . x + b is
-    finite: then every w and x is, and so every x * 0 and w * 0 is 0.
+def _only_zeros(grad: float, local_grads: tuple[float, ...]) -> bool:
+    """Whether every local * grad is 0, so that a node has nothing to pass on: a zero grad
+    (behind a dead relu, a met hinge margin) or a dead unit's zero locals. Skipping such
+    nodes takes a third off backward() in bench. sum() tells at C speed that every local is
+    finite (an overflow only skips the skip), as inf * 0 is nan and must flow, as in PyTorch.
     """
-    if activation == "linear":
-        return _dot(weights, inputs, bias)
-    w = [v.data for v in weights]
-    z = sum(map(mul, w, x), 0.0) + bias.data
-    out, slope = _ACTIVATIONS_AT[activation](z)
-    children = (*weights, *inputs, bias)
-    if slope == 1.0:
-        local = (*x, *w, 1.0)
-    elif slope == 0.0 and _isfinite(z):
-        local = _ZEROS.get(len(children)) or _ZEROS.setdefault(len(children),
-                                                               (0.0,) * len(children))
-    else:
-        local = (*[v * slope for v in x], *[v * slope for v in w], slope)
-    return _node(out, children, local, _FUSED_OPS[activation])
+    if grad == 0.0:
+        return math.isfinite(sum(local_grads))
+    return not any(local_grads) and math.isfinite(grad)
+
+
+def _to_float(x: object) -> float:
+    """The float in x, or a TypeError that names what x was."""
+    if type(x) is int or (isinstance(x, numbers.Real) and not isinstance(x, Value)):
+        return float(x)
+    raise TypeError(
+        f"Value needs a real number (int or float), got {type(x).__name__}: {x!r}")
+
+
+def _sigmoid(x: float) -> float:
+    if x >= 0.0:
+        return 1.0 / (1.0 + math.exp(-x))
+    e = math.exp(x)  # never overflows here, unlike exp(-x)
+    return e / (1.0 + e)
+
+
+def _as_values(items: Iterable[Value | float]) -> tuple[Value, ...]:
+    return tuple(v if isinstance(v, Value) else Value(v) for v in items)
 
 
 def _topological_order(root: Value) -> list[Value]:
-    """Every node root depends on, children before parents, found without recursion.
+    """Every node root depends on, children before parents, found without recursion (a chain
+    a million ops deep is fine).
 
     A depth-first search: `node` is the node being expanded and `children` an iterator over
     its children, so the search resumes where it left off; the stacks `path` and `todo` hold
-    the nodes above it and their iterators. A node is listed once all its children are; a
-    leaf as soon as it is found.
+    the nodes above it and their iterators. A node is listed once all its children are.
     """
     order, seen, path, todo = [], {root}, [], []
     node, children = root, iter(root._children)
@@ -502,12 +392,10 @@ def _topological_order(root: Value) -> list[Value]:
         for child in children:
             if child not in seen:
                 seen.add(child)
-                if child._children:
-                    path.append(node)
-                    todo.append(children)
-                    node, children = child, iter(child._children)
-                    break
-                order.append(child)
+                path.append(node)
+                todo.append(children)
+                node, children = child, iter(child._children)
+                break
         else:
             order.append(node)
             if not path:
@@ -515,46 +403,11 @@ def _topological_order(root: Value) -> list[Value]:
             node, children = path.pop(), todo.pop()
 
 
-class _DistinctZero(float):
-    """0.0 as an object of its own, for Pythons that share equal floats (PyPy does)."""
-
-
-# A new 0.0 object on each call: CPython's float() makes one; elsewhere, a subclass does.
-_fresh_zero = float if float() is not float() else _DistinctZero  # noqa: UP018
-
-
-def _order_and_reset(root: Value) -> tuple[list[Value], list[Value], list[float]]:
-    """The search of _topological_order, made for backward(), where it is the hottest loop.
-
-    It zeroes each gradient as it finds the node, and with a zero of its own: a float object
-    made for this call, which no node can hold yet. `grad is found` then tells a node already
-    found, so the search needs no set, and no second pass over the graph is needed. Returns
-    the nodes that have children (children first), the leaves (they pass nothing on) and the
-    gradients the leaves had before.
-    """
-    found = _fresh_zero()
-    if not root._children:
-        return [], [root], [root.grad]
-    root.grad = found
-    order, leaves, earlier, path, todo = [], [], [], [], []
-    node, children = root, iter(root._children)
-    while True:
-        for child in children:
-            if child.grad is not found:
-                if child._children:
-                    child.grad = found
-                    path.append(node)
-                    todo.append(children)
-                    node, children = child, iter(child._children)
-                    break
-                leaves.append(child)
-                earlier.append(child.grad)
-                child.grad = found
-        else:
-            order.append(node)
-            if not path:
-                return order, leaves, earlier
-            node, children = path.pop(), todo.pop()
+# no_grad() holds per thread, as in PyTorch: the threads inside a no_grad() block, each with
+# how many blocks deep it is. A Value tests this dict first, so that while it is empty (nobody
+# is inside no_grad) an op pays one global lookup and nothing else.
+_no_grad_threads: dict[int, int] = {}
+_no_grad_lock = threading.Lock()
 
 
 @contextlib.contextmanager
@@ -620,15 +473,21 @@ def explain(root: Value, full: bool = False, head: int = 35, tail: int = 15) -> 
     names: dict[Value, str] = {}
     for v in order:
         names[v] = v.label or f"n{len(names) + 1}"
-    parents: dict[Value, list[tuple[Value, float]]] = {v: [] for v in order}
+    parents: dict[Value, list[tuple[Value, float | None]]] = {v: [] for v in order}
     for v in order:
-        for child, local in zip(v._children, v._local_grads):
+        locals_ = v._local_grads or [None] * len(v._children)
+        for child, local in zip(v._children, locals_):
             parents[child].append((v, local))
     top = names[root]
     lines = [f"d{top}/d{top} = {_digits(1.0)}"]
     for v in order[1:]:
         name = names[v]
         paths = parents[v]
+        if any(local is None for _, local in paths):
+            users = ", ".join(names[p] for p, local in paths if local is None)
+            lines.append(f"d{top}/d{name} = {_digits(v.grad)} (from the _backward code of "
+                         f"{users})")
+            continue
         symbols = " + ".join(f"d{top}/d{names[p]} * d{names[p]}/d{name}" for p, _ in paths)
         numbers = " + ".join(f"{_digits(p.grad)} * {_digits(local)}" for p, local in paths)
         lines.append(f"d{top}/d{name} = {symbols} = {numbers} = {_digits(v.grad)}")
@@ -651,16 +510,23 @@ ACTIVATIONS: dict[str, Callable[[Value], Value]] = {
     "softplus": Value.softplus,
 }
 
+# name -> the rule on floats behind each activation: (value, slope) at x
+ACTIVATION_RULES: dict[str, Callable[[float], tuple[float, float]]] = {
+    "linear": lambda x: (x, 1.0),
+    "tanh": Value._tanh_at,
+    "relu": Value._relu_at,
+    "sigmoid": Value._sigmoid_at,
+    "leaky_relu": Value._leaky_relu_at,
+    "elu": Value._elu_at,
+    "gelu": Value._gelu_at,
+    "silu": Value._silu_at,
+    "softplus": Value._softplus_at,
+}
+
 
 # ---------------------------------------------------------------------------------------------
 # Neural network: Module, Neuron, Layer, MLP
 # ---------------------------------------------------------------------------------------------
-
-MODEL_FORMAT = "micrograd.py model"
-MODEL_VERSION = 2  # 1: the model alone; 2: and what a training run needs to resume
-MAX_PARAMETERS = 1_000_000  # what a model file may hold; more would take gigabytes to build
-MAX_MODEL_BYTES = 64 * MAX_PARAMETERS  # a JSON number takes about 25 bytes
-
 
 def _inputs(x: Sequence[Value | float], expected: int, who: str) -> tuple[Value, ...]:
     """x as a tuple of Values (numbers become leaves labelled x0, x1, ...), or a ValueError
@@ -671,70 +537,6 @@ def _inputs(x: Sequence[Value | float], expected: int, who: str) -> tuple[Value,
     if len(x) != expected:
         raise ValueError(f"{who} expects {expected} inputs, got {len(x)}")
     return tuple(v if isinstance(v, Value) else Value(v, f"x{i}") for i, v in enumerate(x))
-
-
-def _save_target(path: str) -> tuple[str, os.stat_result | None]:
-    """The file a save to path replaces (through a symlink, what it points to) and its
-    status, or None if it does not exist yet. Anything but a writable regular file is an
-    OSError that says what it is, and is left as it was."""
-    target = os.path.realpath(path)
-    try:
-        st = os.stat(target)
-    except FileNotFoundError:
-        return target, None
-    if stat.S_ISDIR(st.st_mode):
-        raise IsADirectoryError(errno.EISDIR, "it is a folder")
-    if not stat.S_ISREG(st.st_mode):
-        raise OSError(errno.EINVAL, "it is not a regular file (a FIFO, socket or device); "
-                                    "save to a regular file")
-    if not st.st_mode & 0o222 or not os.access(target, os.W_OK):
-        raise PermissionError(errno.EACCES, f"the file is read-only (mode "
-                                            f"{stat.S_IMODE(st.st_mode):04o}); make it "
-                                            "writable or choose another name")
-    return target, st
-
-
-@contextlib.contextmanager
-def _replacing(path: str) -> Iterator[typing.BinaryIO]:
-    """A new file beside path, renamed onto it when the block succeeds.
-
-    A reader never sees half a file, and a failure leaves any earlier file untouched. The new
-    file keeps the old one's permission bits (a new one gets what the umask gives, as with
-    open()); its data reaches the disk before the rename. The temporary file has one name per
-    target, so a save killed half-way leaves at most one, which the next save replaces.
-    """
-    target, old = _save_target(path)
-    folder, name = os.path.split(target)
-    tmp = os.path.join(folder, f".{name}.tmp")
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
-    try:
-        fd = os.open(tmp, flags, 0o666)
-    except FileExistsError:  # left by a save that was killed: ours to replace
-        os.unlink(tmp)
-        fd = os.open(tmp, flags, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            if old is not None:
-                os.chmod(tmp, stat.S_IMODE(old.st_mode))
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    _sync_folder(folder)
-
-
-def _sync_folder(folder: str) -> None:
-    """Make a rename in folder durable (where the system allows opening a folder)."""
-    with contextlib.suppress(OSError):
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 class Module:
@@ -757,7 +559,7 @@ class Module:
 
     def state_dict(self) -> dict[str, list]:
         """The parameters as plain JSON-able data: named_values() with numbers for Values."""
-        return {key: _map_nested(_data, values)
+        return {key: _map_nested(attrgetter("data"), values)
                 for key, values in self.named_values().items()}
 
     def load_state_dict(self, state: dict) -> None:
@@ -771,23 +573,9 @@ class Module:
             p.data = x
 
     def save(self, path: str, training: dict | None = None) -> None:
-        """Write the architecture and parameters as JSON (never pickle), atomically; with
-        `training` (plain JSON-able data: what a run needs to resume), format version 2.
-
-        A nan or infinite parameter is a ValueError that names it, and nothing is written:
-        strict JSON has no such numbers, and such a model predicts nothing useful.
-        """
-        bad = _first_non_finite(self)
-        if bad is not None:
-            raise ValueError(f"cannot save a model with a non-finite parameter: {bad}")
-        document = {"format": MODEL_FORMAT, "version": 1 if training is None else MODEL_VERSION,
-                    "model": type(self).__name__, "config": self.config(),
-                    "state_dict": self.state_dict()}
-        if training is not None:
-            document["training"] = training
-        text = json.dumps(document, indent=1, allow_nan=False) + "\n"
-        with _replacing(path) as f:
-            f.write(text.encode("utf-8"))
+        """Write the architecture and parameters to path as JSON (never pickle), atomically;
+        `training` adds what a run needs to resume. See "Model files" below."""
+        _write_model(self, path, training)
 
     @classmethod
     def parameter_count(cls, config: dict) -> int:
@@ -796,52 +584,13 @@ class Module:
 
     @classmethod
     def load(cls, path: str) -> Module:
-        """Rebuild a module saved by save(). Bad files raise ValueError naming the problem.
-
-        The file is checked before anything is built: strict JSON, a known format, and a
-        config whose size matches the parameters the file holds (at most MAX_PARAMETERS).
-        """
-        return cls.load_with_training(path)[0]
+        """Rebuild a module saved by save(); a bad file is a ValueError naming the problem."""
+        return _read_model(cls, path)[0]
 
     @classmethod
     def load_with_training(cls, path: str) -> tuple[Module, dict | None]:
-        """load(), and the `training` data saved with the model (None in version 1)."""
-        with open(path, "rb") as f:
-            raw = f.read(MAX_MODEL_BYTES + 1)
-        if len(raw) > MAX_MODEL_BYTES:
-            raise ValueError(f"{path} is larger than {MAX_MODEL_BYTES:,} bytes, more than a "
-                             f"model of {MAX_PARAMETERS:,} parameters needs")
-        document = _strict_json(raw, path)
-        if not isinstance(document, dict) or document.get("format") != MODEL_FORMAT:
-            raise ValueError(f"{path} is not a micrograd.py model file")
-        if document.get("version") not in (1, MODEL_VERSION):
-            raise ValueError(f"{path} has format version {document.get('version')!r}; "
-                             f"this micrograd.py reads versions 1 and {MODEL_VERSION}")
-        if document.get("model") != cls.__name__:
-            raise ValueError(f"{path} holds a {document.get('model')!r}, not a {cls.__name__}")
-        config, state = document.get("config"), document.get("state_dict")
-        if not isinstance(config, dict) or not isinstance(state, dict):
-            raise ValueError(f"{path}: config and state_dict must be JSON objects")
-        try:
-            expected = cls.parameter_count(config)
-        except (TypeError, ValueError) as e:
-            raise ValueError(f"{path}: bad config: {e}") from None
-        held = _count_leaves(state)
-        if expected != held:
-            raise ValueError(f"{path}: the config asks for {expected:,} parameters but the "
-                             f"state_dict holds {held:,} numbers")
-        if expected > MAX_PARAMETERS:
-            raise ValueError(f"{path}: {expected:,} parameters is more than the "
-                             f"{MAX_PARAMETERS:,} this file loads")
-        try:
-            model = cls(**config)
-            model.load_state_dict(state)
-        except (KeyError, TypeError, ValueError) as e:
-            raise ValueError(f"{path}: {e}") from None
-        training = document.get("training")
-        if training is not None and not isinstance(training, dict):
-            raise ValueError(f"{path}: training must be a JSON object")
-        return model, training
+        """load(), and the `training` data saved with the model (None if there is none)."""
+        return _read_model(cls, path)
 
 
 def _first_non_finite(module: Module) -> str | None:
@@ -855,50 +604,6 @@ def _first_non_finite(module: Module) -> str | None:
             elif not math.isfinite(item.data):
                 return f"{name} = {item.data}"
     return None
-
-
-def _refuse_constant(name: str) -> float:
-    raise ValueError(f"{name} is not a number in strict JSON")
-
-
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise ValueError(f"the number {text[:40]} is too large for a float")
-    return value
-
-
-def _short_int(text: str) -> int:
-    if len(text.lstrip("-")) > 20:
-        raise ValueError(f"an integer of {len(text.lstrip('-'))} digits is too large")
-    return int(text)
-
-
-def _strict_json(raw: bytes, path: str) -> object:
-    """Parse a model file as strict JSON: no NaN, no Infinity, no number that overflows."""
-    try:
-        return json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant,
-                          parse_float=_finite_float, parse_int=_short_int)
-    except RecursionError:
-        raise ValueError(f"{path} is not a model file: its JSON is nested too deeply") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"{path} is not JSON ({e})") from None
-    except ValueError as e:
-        raise ValueError(f"{path} is not strict JSON: {e}") from None
-
-
-def _count_leaves(data: object) -> int:
-    """How many numbers (or other non-list items) nested lists and dicts hold."""
-    count, todo = 0, [data]
-    while todo:
-        item = todo.pop()
-        if isinstance(item, list):
-            todo.extend(item)
-        elif isinstance(item, dict):
-            todo.extend(item.values())
-        else:
-            count += 1
-    return count
 
 
 def _map_nested(f: Callable, items: list) -> list:
@@ -930,28 +635,47 @@ def _size(value: object, name: str) -> int:
     return int(value)
 
 
-def _check_activation(name: str) -> None:
+def _activation_name(name: str, nonlin: bool | None = None) -> str:
+    """The activation asked for: a name from ACTIVATIONS, or karpathy's nonlin flag."""
+    if nonlin is not None:
+        return "relu" if nonlin else "linear"
     if not isinstance(name, str) or name not in ACTIVATIONS:
         raise ValueError(f"unknown activation {name!r}; choose from {', '.join(ACTIVATIONS)}")
+    return name
 
 
 class Neuron(Module):
-    """activation(w . x + b): one dot-product node and one activation node."""
+    """activation(w . x + b), as one node: the product of a dot-product node and an
+    activation node, in half the nodes. karpathy/micrograd's `nonlin=True` means relu,
+    `nonlin=False` linear."""
 
-    def __init__(self, nin: int, activation: str = "tanh", rng: random.Random | None = None):
+    def __init__(self, nin: int, activation: str = "tanh", rng: random.Random | None = None,
+                 nonlin: bool | None = None):
         nin = _size(nin, "nin")
-        _check_activation(activation)
+        activation = _activation_name(activation, nonlin)
         uniform = (rng or random).uniform
         self.w = tuple(Value(uniform(-1.0, 1.0), f"w{i}") for i in range(nin))
         self.b = Value(0.0, "b")
         self.activation = activation
+        self._op = "dot" if activation == "linear" else f"{activation}(dot)"
 
     def __call__(self, x: Sequence[Value | float]) -> Value:
         x = _inputs(x, len(self.w), "Neuron")
         return self._forward(x, [v.data for v in x])
 
     def _forward(self, x: tuple[Value, ...], x_data: list[float]) -> Value:
-        return _neuron(self.w, self.b, x, x_data, self.activation)
+        """The node's local gradients are the dot product's (x for each w, w for each x, 1
+        for b) times the activation's slope at w . x + b: the chain rule, done here."""
+        w = [v.data for v in self.w]
+        z = sum(map(mul, w, x_data), 0.0) + self.b.data
+        out, slope = ACTIVATION_RULES[self.activation](z)
+        if slope == 1.0:
+            local = (*x_data, *w, 1.0)
+        elif slope == 0.0 and math.isfinite(z):  # a dead unit: (every x and w) * 0 is 0
+            local = (0.0,) * (2 * len(w) + 1)
+        else:
+            local = (*[v * slope for v in x_data], *[v * slope for v in w], slope)
+        return Value(out, (*self.w, *x, self.b), self._op, local)
 
     def parameters(self) -> list[Value]:
         return [*self.w, self.b]
@@ -974,9 +698,9 @@ class Layer(Module):
     """nout neurons that read the same inputs; calling it returns a list of Values."""
 
     def __init__(self, nin: int, nout: int, activation: str = "tanh",
-                 rng: random.Random | None = None):
+                 rng: random.Random | None = None, nonlin: bool | None = None):
         nin, nout = _size(nin, "nin"), _size(nout, "nout")
-        _check_activation(activation)
+        activation = _activation_name(activation, nonlin)
         self.neurons = [Neuron(nin, activation, rng) for _ in range(nout)]
         self.nin, self.activation = nin, activation
         for j, neuron in enumerate(self.neurons):  # where each parameter lives: N3.w2
@@ -1023,7 +747,7 @@ class MLP(Module):
             raise ValueError("nouts must name at least one layer size, got []")
         sizes = [nin, *nouts]
         for name in (activation, output_activation):
-            _check_activation(name)
+            _activation_name(name)
         rng = random.Random(seed) if seed is not None else None
         last = len(nouts) - 1
         self.layers = [Layer(sizes[i], sizes[i + 1],
@@ -1098,7 +822,7 @@ def _mean(losses: list[Value]) -> Value:
 
 def _squared_error(p: Value, t: float) -> Value:
     diff = p.data - t
-    return _node(diff * diff, (p,), (2.0 * diff,), "sq_err")
+    return Value(diff * diff, (p,), "sq_err", (2.0 * diff,))
 
 
 def mse_loss(preds: Sequence[Value], targets: Sequence[float]) -> Value:
@@ -1111,8 +835,8 @@ def mse_loss(preds: Sequence[Value], targets: Sequence[float]) -> Value:
 def _hinge(score: Value, y: float) -> Value:
     margin = 1.0 - y * score.data
     if margin <= 0.0:
-        return _node(0.0, (score,), _ZERO, "hinge")  # as relu: no slope at the kink
-    return _node(margin, (score,), (-y,), "hinge")  # a nan margin passes, as in relu
+        return Value(0.0, (score,), "hinge", (0.0,))  # as relu: no slope at the kink
+    return Value(margin, (score,), "hinge", (-y,))  # a nan margin passes, as in relu
 
 
 def hinge_loss(scores: Sequence[Value], labels: Sequence[float]) -> Value:
@@ -1129,7 +853,7 @@ def _bce_with_logit(x: Value, y: float) -> Value:
     """-[y log sigmoid(x) + (1 - y) log(1 - sigmoid(x))] in a form that never overflows."""
     z = x.data
     loss = max(z, 0.0) - z * y + math.log1p(math.exp(-abs(z)))
-    return _node(loss, (x,), (_sigmoid(z) - y,), "bce")
+    return Value(loss, (x,), "bce", (_sigmoid(z) - y,))
 
 
 def bce_with_logits_loss(logits: Sequence[Value], labels: Sequence[float]) -> Value:
@@ -1151,13 +875,13 @@ def _cross_entropy_one(logits: tuple[Value, ...], target: int) -> Value:
     total = sum(exps)
     loss = top + math.log(total) - zs[target]
     local = tuple(e / total - (i == target) for i, e in enumerate(exps))
-    return _node(loss, logits, local, "ce")
+    return Value(loss, logits, "ce", local)
 
 
 def cross_entropy(logits: Sequence[Sequence[Value]], targets: Sequence[int]) -> Value:
     """Softmax cross entropy: logits holds one list of class scores per sample."""
     _check_batch(logits, targets, "cross_entropy")
-    rows = [tuple(_as_values(row)) for row in logits]
+    rows = [_as_values(row) for row in logits]
     for i, (row, t) in enumerate(zip(rows, targets)):
         if isinstance(t, bool) or not isinstance(t, numbers.Integral) or not 0 <= t < len(row):
             raise ValueError(f"cross_entropy needs class indices 0..{len(row) - 1}, "
@@ -1264,14 +988,13 @@ class Optimizer:
         """Update every parameter from its gradient. All or nothing: the new values and
         states are computed first and stored only when every one of them has been."""
         new_values, new_states = [], []
-        with _gc_paused:
-            for p, state in zip(self.params, self.state):
-                grad = p.grad
-                if self.weight_decay and not self.decoupled_weight_decay:
-                    grad = _add(grad, p.data, self.weight_decay)  # L2 penalty on the gradient
-                new_state = state.copy()
-                new_values.append(self._update(p.data, grad, new_state))
-                new_states.append(new_state)
+        for p, state in zip(self.params, self.state):
+            grad = p.grad
+            if self.weight_decay and not self.decoupled_weight_decay:
+                grad = _add(grad, p.data, self.weight_decay)  # L2 penalty on the gradient
+            new_state = state.copy()
+            new_values.append(self._update(p.data, grad, new_state))
+            new_states.append(new_state)
         for p, value in zip(self.params, new_values):
             p.data = value
         self.state = new_states
@@ -1731,6 +1454,37 @@ def _divergence(what: str, epoch: int, opt: Optimizer, before_any_step: bool) ->
     return f"{what} in epoch {epoch}: training diverged; {hint}"
 
 
+class _CollectorPause:
+    """`with _gc_paused:` pauses Python's cyclic garbage collector while train() builds and
+    drops a graph per step (bench runs its workloads so too).
+
+    The graph has no cycles, so the collector would find nothing in it, yet every few hundred
+    new objects it would scan the young ones, and now and then every object the program holds
+    (in a notebook, hundreds of thousands). Pauses nest and overlap across threads: a count
+    under a lock, and the last one to end turns the collector back on if it was on when the
+    first began, exceptions included. Its thresholds are never touched.
+    """
+
+    def __init__(self) -> None:
+        self.lock, self.count, self.was_enabled = threading.Lock(), 0, False
+
+    def __enter__(self) -> None:
+        with self.lock:
+            if self.count == 0:
+                self.was_enabled = gc.isenabled()
+                gc.disable()
+            self.count += 1
+
+    def __exit__(self, *exc_info: object) -> None:
+        with self.lock:
+            self.count -= 1
+            if self.count == 0 and self.was_enabled:
+                gc.enable()
+
+
+_gc_paused = _CollectorPause()
+
+
 def train(model: Module, X: Sequence[Sequence[float]], y: Sequence, loss: str | Callable = "mse",
           optimizer: str | Optimizer = "sgd", lr: float | None = None, epochs: int = 20,
           batch_size: int | None = None, shuffle: bool = True, seed: int | None = None,
@@ -1788,7 +1542,7 @@ def train(model: Module, X: Sequence[Sequence[float]], y: Sequence, loss: str | 
                 batch_loss.backward()
                 opt.step()
                 steps += 1
-                if not all(map(math.isfinite, map(_data, opt.params))):
+                if not all(math.isfinite(p.data) for p in opt.params):
                     bad = _first_non_finite(model) if isinstance(model, Module) else None
                     raise TrainingError(_divergence(
                         f"a step made a parameter non-finite ({bad or 'nan or inf'})",
@@ -1813,6 +1567,190 @@ def train(model: Module, X: Sequence[Sequence[float]], y: Sequence, loss: str | 
             raise TrainingError(_divergence(
                 f"after the last step the loss is {final_loss}", epochs, opt, False))
     return history
+
+
+# ---------------------------------------------------------------------------------------------
+# Model files: written atomically, read strictly (JSON, never pickle)
+# ---------------------------------------------------------------------------------------------
+# Module.save() and Module.load() come here. A save writes a temporary file beside the target
+# and renames it over the target only when it is complete, so that a reader never sees half a
+# file and a failed save leaves the old one as it was. A load checks everything before it
+# builds anything: strict JSON, a known format, sizes that match.
+
+MODEL_FORMAT = "micrograd.py model"
+MODEL_VERSION = 2  # 1: the model alone; 2: and what a training run needs to resume
+MAX_PARAMETERS = 1_000_000  # what a model file may hold; more would take gigabytes to build
+MAX_MODEL_BYTES = 64 * MAX_PARAMETERS  # a JSON number takes about 25 bytes
+
+
+def _save_target(path: str) -> tuple[str, os.stat_result | None]:
+    """The file a save to path replaces (through a symlink, what it points to) and its
+    status, or None if it does not exist yet. Anything but a writable regular file is an
+    OSError that says what it is, and is left as it was."""
+    target = os.path.realpath(path)
+    try:
+        st = os.stat(target)
+    except FileNotFoundError:
+        return target, None
+    if stat.S_ISDIR(st.st_mode):
+        raise IsADirectoryError(errno.EISDIR, "it is a folder")
+    if not stat.S_ISREG(st.st_mode):
+        raise OSError(errno.EINVAL, "it is not a regular file (a FIFO, socket or device); "
+                                    "save to a regular file")
+    if not st.st_mode & 0o222 or not os.access(target, os.W_OK):
+        raise PermissionError(errno.EACCES, f"the file is read-only (mode "
+                                            f"{stat.S_IMODE(st.st_mode):04o}); make it "
+                                            "writable or choose another name")
+    return target, st
+
+
+@contextlib.contextmanager
+def _replacing(path: str) -> Iterator[typing.BinaryIO]:
+    """A new file beside path, renamed onto it when the block succeeds.
+
+    A reader never sees half a file, and a failure leaves any earlier file untouched. The new
+    file keeps the old one's permission bits (a new one gets what the umask gives, as with
+    open()); its data reaches the disk before the rename. The temporary file has one name per
+    target, so a save killed half-way leaves at most one, which the next save replaces.
+    """
+    target, old = _save_target(path)
+    folder, name = os.path.split(target)
+    tmp = os.path.join(folder, f".{name}.tmp")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(tmp, flags, 0o666)
+    except FileExistsError:  # left by a save that was killed: ours to replace
+        os.unlink(tmp)
+        fd = os.open(tmp, flags, 0o666)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            if old is not None:
+                os.chmod(tmp, stat.S_IMODE(old.st_mode))
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    _sync_folder(folder)
+
+
+def _sync_folder(folder: str) -> None:
+    """Make a rename in folder durable (where the system allows opening a folder)."""
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _refuse_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a number in strict JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"the number {text[:40]} is too large for a float")
+    return value
+
+
+def _short_int(text: str) -> int:
+    if len(text.lstrip("-")) > 20:
+        raise ValueError(f"an integer of {len(text.lstrip('-'))} digits is too large")
+    return int(text)
+
+
+def _strict_json(raw: bytes, path: str) -> object:
+    """Parse a model file as strict JSON: no NaN, no Infinity, no number that overflows."""
+    try:
+        return json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant,
+                          parse_float=_finite_float, parse_int=_short_int)
+    except RecursionError:
+        raise ValueError(f"{path} is not a model file: its JSON is nested too deeply") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path} is not JSON ({e})") from None
+    except ValueError as e:
+        raise ValueError(f"{path} is not strict JSON: {e}") from None
+
+
+def _count_leaves(data: object) -> int:
+    """How many numbers (or other non-list items) nested lists and dicts hold."""
+    count, todo = 0, [data]
+    while todo:
+        item = todo.pop()
+        if isinstance(item, list):
+            todo.extend(item)
+        elif isinstance(item, dict):
+            todo.extend(item.values())
+        else:
+            count += 1
+    return count
+
+
+
+def _write_model(module: Module, path: str, training: dict | None) -> None:
+    """Module.save: with `training` (plain JSON-able data), format version 2.
+
+    A nan or infinite parameter is a ValueError that names it, and nothing is written:
+    strict JSON has no such numbers, and such a model predicts nothing useful.
+    """
+    bad = _first_non_finite(module)
+    if bad is not None:
+        raise ValueError(f"cannot save a model with a non-finite parameter: {bad}")
+    document = {"format": MODEL_FORMAT, "version": 1 if training is None else MODEL_VERSION,
+                "model": type(module).__name__, "config": module.config(),
+                "state_dict": module.state_dict()}
+    if training is not None:
+        document["training"] = training
+    text = json.dumps(document, indent=1, allow_nan=False) + "\n"
+    with _replacing(path) as f:
+        f.write(text.encode("utf-8"))
+
+
+def _read_model(cls: type[Module], path: str) -> tuple[Module, dict | None]:
+    """Module.load_with_training. The file is checked before anything is built: strict
+    JSON, a known format, and a config whose size matches the parameters the file holds (at
+    most MAX_PARAMETERS)."""
+    with open(path, "rb") as f:
+        raw = f.read(MAX_MODEL_BYTES + 1)
+    if len(raw) > MAX_MODEL_BYTES:
+        raise ValueError(f"{path} is larger than {MAX_MODEL_BYTES:,} bytes, more than a "
+                         f"model of {MAX_PARAMETERS:,} parameters needs")
+    document = _strict_json(raw, path)
+    if not isinstance(document, dict) or document.get("format") != MODEL_FORMAT:
+        raise ValueError(f"{path} is not a micrograd.py model file")
+    if document.get("version") not in (1, MODEL_VERSION):
+        raise ValueError(f"{path} has format version {document.get('version')!r}; "
+                         f"this micrograd.py reads versions 1 and {MODEL_VERSION}")
+    if document.get("model") != cls.__name__:
+        raise ValueError(f"{path} holds a {document.get('model')!r}, not a {cls.__name__}")
+    config, state = document.get("config"), document.get("state_dict")
+    if not isinstance(config, dict) or not isinstance(state, dict):
+        raise ValueError(f"{path}: config and state_dict must be JSON objects")
+    try:
+        expected = cls.parameter_count(config)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{path}: bad config: {e}") from None
+    held = _count_leaves(state)
+    if expected != held:
+        raise ValueError(f"{path}: the config asks for {expected:,} parameters but the "
+                         f"state_dict holds {held:,} numbers")
+    if expected > MAX_PARAMETERS:
+        raise ValueError(f"{path}: {expected:,} parameters is more than the "
+                         f"{MAX_PARAMETERS:,} this file loads")
+    try:
+        model = cls(**config)
+        model.load_state_dict(state)
+    except (KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"{path}: {e}") from None
+    training = document.get("training")
+    if training is not None and not isinstance(training, dict):
+        raise ValueError(f"{path}: training must be a JSON object")
+    return model, training
 
 
 # ---------------------------------------------------------------------------------------------
@@ -2922,7 +2860,7 @@ def plot_decision_boundary(model: Callable, X: Sequence[Sequence[float]], y: Seq
     xs, ys = [p[0] for p in everything], [p[1] for p in everything]
     gx = _linspace(min(xs) - 0.5, max(xs) + 0.5, resolution)
     gy = _linspace(min(ys) - 0.5, max(ys) + 0.5, resolution)
-    scores = _grid_scores(model, [[a, b] for b in gy for a in gx])
+    scores = predict(model, [[a, b] for b in gy for a in gx])
     fig = _figure(468, 396)
     ax = fig.add_subplot()
     if isinstance(scores[0], list):  # one score per class
@@ -2980,22 +2918,6 @@ def plot_decision_boundary(model: Callable, X: Sequence[Sequence[float]], y: Seq
 MAX_FRAMES = 60  # an animation samples long runs down to about this many frames
 
 
-def _grid_scores(model: Callable, points: list[list[float]]) -> list:
-    """The model's scores at many points of the plane, for a picture: an MLP's are worked
-    out with floats alone (the very sums and activations its nodes compute, five times
-    faster); any other model goes through predict()."""
-    if not isinstance(model, MLP):
-        return predict(model, points)
-    layers = [[([w.data for w in n.w], n.b.data, _ACTIVATIONS_AT[n.activation])
-               for n in layer.neurons] for layer in model.layers]
-    scores = []
-    for x in points:
-        for neurons in layers:
-            x = [at(sum(map(mul, w, x), 0.0) + b)[0] for w, b, at in neurons]
-        scores.append(x[0] if len(x) == 1 else x)
-    return scores
-
-
 class _Frames:
     """The frames of a training run, taken by train()'s on_epoch: at each sampled epoch, the
     model's scores on a coarse grid of the plane (a few hundred points: a frame must be
@@ -3016,7 +2938,7 @@ class _Frames:
 
     def __call__(self, epoch: int, model: Module, history: History) -> None:
         if epoch in self.wanted:
-            scores = _grid_scores(model, [[a, b] for b in self.gy for a in self.gx])
+            scores = predict(model, [[a, b] for b in self.gy for a in self.gx])
             self.frames.append((epoch, scores, list(history.loss)))
 
     def save(self, path: str, X: list, y: list, title: str = "",
@@ -3115,20 +3037,17 @@ BENCH_LR, BENCH_REG = 0.1, 1e-4
 NOTEBOOK_OBJECTS = 200_000
 
 
-class _ClosureValue:
-    """The original micrograd design, as a measuring stick for W2: each op stores a closure
-    that knows how to pass its gradient back, children sit in a set, and backward() sorts the
-    graph with a recursive search. A closure refers to the node that holds it, so every graph
-    is a web of reference cycles that only the collector can free."""
+class _LectureValue(Value):
+    """R2's ops, written as the lecture writes them: each node made as Value(data, children,
+    op) with a _backward closure that passes its gradient on; backward() is this file's,
+    which calls each node's closure. A closure refers to the node that holds it, so every
+    graph is a web of reference cycles that only the collector can free."""
 
-    def __init__(self, data: float, children: tuple = (), op: str = "") -> None:
-        self.data, self.grad = data, 0.0
-        self._backward: Callable[[], None] = lambda: None
-        self._prev, self._op = set(children), op
+    __slots__ = ()
 
-    def __add__(self, other: _ClosureValue | float) -> _ClosureValue:
-        other = other if isinstance(other, _ClosureValue) else _ClosureValue(other)
-        out = _ClosureValue(self.data + other.data, (self, other), "+")
+    def __add__(self, other: Value | float) -> Value:
+        other = other if isinstance(other, Value) else _LectureValue(other)
+        out = _LectureValue(self.data + other.data, (self, other), "+")
 
         def _backward() -> None:
             self.grad += out.grad
@@ -3136,9 +3055,9 @@ class _ClosureValue:
         out._backward = _backward
         return out
 
-    def __mul__(self, other: _ClosureValue | float) -> _ClosureValue:
-        other = other if isinstance(other, _ClosureValue) else _ClosureValue(other)
-        out = _ClosureValue(self.data * other.data, (self, other), "*")
+    def __mul__(self, other: Value | float) -> Value:
+        other = other if isinstance(other, Value) else _LectureValue(other)
+        out = _LectureValue(self.data * other.data, (self, other), "*")
 
         def _backward() -> None:
             self.grad += other.data * out.grad
@@ -3146,8 +3065,8 @@ class _ClosureValue:
         out._backward = _backward
         return out
 
-    def relu(self) -> _ClosureValue:
-        out = _ClosureValue(self.data if self.data > 0 else 0.0, (self,), "relu")
+    def relu(self) -> Value:
+        out = _LectureValue(self.data if self.data > 0 else 0.0, (self,), "relu")
 
         def _backward() -> None:
             self.grad += (out.data > 0) * out.grad
@@ -3155,20 +3074,6 @@ class _ClosureValue:
         return out
 
     __radd__, __rmul__ = __add__, __mul__
-
-    def backward(self) -> None:
-        order, seen = [], set()
-
-        def visit(v: _ClosureValue) -> None:
-            if v not in seen:
-                seen.add(v)
-                for child in v._prev:
-                    visit(child)
-                order.append(v)
-        visit(self)
-        self.grad = 1.0
-        for v in reversed(order):
-            v._backward()
 
 
 def _bench_setup(seed: int, samples: int = 100) -> tuple[MLP, list, list[float]]:
@@ -3305,23 +3210,26 @@ def _round_robin(steps: dict[str, Callable[[], float]], rounds: int) -> dict[str
                    "losses": losses[name]} for name in steps}
 
 
-def _collector_on_rows(seed: int, samples: int, steps: int,
-                       graph_steps: int) -> dict[str, dict]:
+def _collector_on_rows(seed: int, samples: int, steps: int, graph_steps: int,
+                       say: Callable[[str], None], where: str) -> dict[str, dict]:
     """W0 and U round robin, then W2 and R2 each in a block of its own (R2's garbage is
     freed only by the collector: mixed in, it would slow the others down), collector on."""
     model0, X, labels = _bench_setup(seed, samples)
-    floor = _value_layers(model0, _data)
+    floor = _value_layers(model0, attrgetter("data"))
     user, binary = _bench_setup(seed)[0], _bench_setup(seed)[0]
     user_opt, binary_opt = SGD(user.parameters(), lr=BENCH_LR), SGD(binary.parameters(),
                                                                     lr=BENCH_LR)
-    closure = _value_layers(_bench_setup(seed)[0], lambda v: _ClosureValue(v.data))
+    closure = _value_layers(_bench_setup(seed)[0], lambda v: _LectureValue(v.data))
     gc.collect()
+    say(f"W0 and U, collector on, {where}...")
     rows = _round_robin({"W0": lambda: _w0_step(floor, X, labels),
                          "U": lambda: _graph_step(_w1_loss, user, X, labels, user_opt)}, steps)
     gc.collect()
+    say(f"W2, collector on, {where}...")
     rows |= _round_robin({"W2": lambda: _graph_step(_w2_loss, binary, X, labels, binary_opt)},
                          graph_steps)
     gc.collect()
+    say(f"R2, collector on, {where}...")
     rows |= _round_robin({"R2": lambda: _closure_step(closure, X, labels)}, graph_steps)
     gc.collect()
     return rows
@@ -3341,19 +3249,22 @@ def _notebook_heap() -> tuple[list, str]:
 
 
 def bench(steps: int = 20, seed: int = 0, chain: int = 1_000_000, notebook: bool = True,
-          samples: int = 100, drawing: bool = True) -> dict:
+          samples: int = 100, drawing: bool = True,
+          say: Callable[[str], None] = lambda line: None) -> dict:
     """Time W0, W1 and W2 with the collector paused over `steps` steps each, then W0, U, W2
     and R2 with it on (W2 and R2 over a quarter as many steps), in a bare process and, if
     `notebook`, beside a notebook-sized heap; a backward through a chain of `chain` ops
     (0 skips it); and, if `drawing`, a large layout and a PNG. `samples` sets the size of the
-    moons set. Return the figures as a dict."""
+    moons set. say(line) is told as each workload starts. Return the figures as a dict."""
     graph_steps = max(1, steps // 4)
     # the bare process first, before the big graphs of W2 have grown the allocator's arenas
-    heaps = {"bare process": _collector_on_rows(seed, samples, steps, graph_steps)}
+    heaps = {"bare process": _collector_on_rows(seed, samples, steps, graph_steps, say,
+                                                "bare process")}
     model0, X, labels = _bench_setup(seed, samples)
-    floor = _value_layers(model0, _data)
+    floor = _value_layers(model0, attrgetter("data"))
     models = {name: _bench_setup(seed)[0] for name in ("W1", "W2")}
     opts = {name: SGD(model.parameters(), lr=BENCH_LR) for name, model in models.items()}
+    say("W0, W1 and W2, collector paused...")
     with _gc_paused:
         rows = _round_robin({
             "W0": lambda: _w0_step(floor, X, labels),
@@ -3368,7 +3279,8 @@ def bench(steps: int = 20, seed: int = 0, chain: int = 1_000_000, notebook: bool
     notebook_what = None
     if notebook:
         heap, notebook_what = _notebook_heap()
-        heaps["notebook heap"] = _collector_on_rows(seed, samples, steps, graph_steps)
+        heaps["notebook heap"] = _collector_on_rows(seed, samples, steps, graph_steps, say,
+                                                    "beside a notebook's heap")
         del heap
     for table in (rows, *heaps.values()):
         for row in table.values():
@@ -3383,8 +3295,10 @@ def bench(steps: int = 20, seed: int = 0, chain: int = 1_000_000, notebook: bool
               "cpus": os.cpu_count(), "workloads": rows,
               "collector_on": heaps, "notebook_heap": notebook_what, "losses_agree": agree}
     if chain:
+        say(f"backward through a chain of {chain:,} ops...")
         result["chain"] = {"ops": chain, "backward_seconds": _chain_backward_seconds(chain)}
     if drawing:
+        say("a layout of 2,160 boxes and a PNG of 264...")
         result["drawing"] = _drawing_seconds()
     return result
 
@@ -3671,7 +3585,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "loop; R2: W2 through closures, as the original micrograd builds it), "
                     "with Python's collector paused and on, in a bare process and beside a "
                     "notebook-sized heap, and a backward through a chain of 1,000,000 ops; "
-                    "print milliseconds, nodes and bytes per node.")
+                    "print milliseconds, nodes and bytes per node. It takes about a minute "
+                    "at the defaults, a line on stderr as each workload starts.")
     bench_cmd.add_argument("--steps", type=lambda text: _whole(text, 1, MAX_STEPS), default=20,
                            help=f"steps to time per workload (default 20, at most "
                                 f"{MAX_STEPS:,})")
@@ -4015,13 +3930,12 @@ def run_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None
 
 
 def run_bench(args: argparse.Namespace) -> None:
-    if sys.stderr.isatty():
-        print(f"timing {args.steps} steps of W0, W1, W2, U and R2"
-              + (f", a chain of {args.chain:,} ops" if args.chain else "")
-              + (", a large layout and a PNG" if args.drawing else "")
-              + " (about a minute at the defaults)...", file=sys.stderr)
+    def say(line: str) -> None:  # progress on stderr, so that stdout holds the figures only
+        print(line, file=sys.stderr, flush=True)
+
+    say(f"timing {args.steps} steps of each workload (about a minute at the defaults)")
     result = bench(steps=args.steps, chain=args.chain, samples=args.samples,
-                   drawing=args.drawing)
+                   drawing=args.drawing, say=say)
     print(json.dumps(result, indent=1) if args.json else format_bench(result))
 
 

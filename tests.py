@@ -314,7 +314,7 @@ def test_gradcheck_passes_and_catches_a_wrong_gradient():
     assert mg.gradcheck(lambda a, b: (a * b).tanh() + a.exp(), [0.3, -0.7])
 
     def broken(a):  # the value of a*a with a wrong local gradient
-        return mg._node(a.data * a.data, (a,), (a.data,), "bad")
+        return Value(a.data * a.data, (a,), "bad", (a.data,))
 
     with pytest.raises(ValueError, match="input 0"):
         mg.gradcheck(broken, [1.5])
@@ -375,9 +375,47 @@ def test_value_basics():
     assert mg.ACTIVATIONS["linear"](v) is v
 
 
-def test_node_is_small():
-    assert Value.__slots__ == ("data", "grad", "label", "_children", "_local_grads", "_op")
-    assert not hasattr(Value(1.0), "__dict__")
+def test_node_is_small_and_takes_user_attributes():
+    assert Value.__slots__ == ("data", "grad", "label", "_children", "_local_grads", "_op",
+                               "__dict__")
+    p = Value(0.5)
+    p.m, p.v = 0.0, 0.0  # an optimizer of the user's own keeps its moments on the parameter
+    assert (p.m, p.v) == (0.0, 0.0) and (p * 2.0).data == 1.0
+    assert sys.getsizeof(p * 2.0) <= 96  # eight words and the collector's header
+
+
+def lecture_op_tanh(x: Value) -> Value:
+    """tanh as the lecture writes a new op: Value(data, children, op), then a closure."""
+    t = math.tanh(x.data)
+    out = Value(t, (x,), "tanh_lecture")
+
+    def _backward():
+        x.grad += (1 - t ** 2) * out.grad
+    out._backward = _backward
+    return out
+
+
+def test_an_op_written_the_lectures_way_runs_through_backward_gradcheck_and_the_drawer(
+        tmp_path):
+    a, b = Value(0.3, "a"), Value(-0.8, "b")
+    out = lecture_op_tanh(a * b + a)  # a used twice: gradients add up through the closure
+    assert out._children[0]._op == "+" and out._local_grads is None
+    out.backward()
+    t = math.tanh(0.3 * -0.8 + 0.3)
+    assert a.grad == pytest.approx((1 - t * t) * (-0.8 + 1), rel=1e-15)
+    assert b.grad == pytest.approx((1 - t * t) * 0.3, rel=1e-15)
+    out.backward()  # leaves accumulate, as for the built-in ops
+    assert a.grad == pytest.approx(2 * (1 - t * t) * (-0.8 + 1), rel=1e-15)
+    assert mg.gradcheck(lambda x, y: lecture_op_tanh(x * y + x) * x, [0.3, -0.8])
+    with mg.no_grad():
+        assert lecture_op_tanh(a)._children == ()  # no graph, as for any op
+    assert "from the _backward code of" in mg.explain(out)
+    if HAS_MATPLOTLIB:
+        mg.draw_graph(out, str(tmp_path / "lecture.png"))
+        assert png_size(tmp_path / "lecture.png")[0] > 100
+    # karpathy/micrograd's keyword for the activation
+    assert mg.Neuron(3, nonlin=False).activation == "linear"
+    assert mg.Layer(3, 2, nonlin=True).activation == "relu"
 
 
 def test_expr_command_prints_the_table_and_saves_a_real_graph(tmp_path):
@@ -1370,7 +1408,7 @@ def test_bench_times_a_large_layout_and_a_png():
 
 def test_the_closure_reference_computes_the_same_gradients():
     model, X, labels = mg._bench_setup(0)
-    closure = mg._value_layers(model, lambda v: mg._ClosureValue(v.data))
+    closure = mg._value_layers(model, lambda v: mg._LectureValue(v.data))
     reference = mg._binary_op_loss(closure, X[:10], labels[:10])
     reference.backward()
     ours = mg._binary_op_loss(mg._value_layers(model), X[:10], labels[:10])
@@ -1576,8 +1614,9 @@ def test_negative_base_with_a_fractional_exponent_is_one_error_at_every_size(bas
 
 def test_wrong_types_are_refused_not_guessed():
     a = Value(1.0)
-    with pytest.raises(TypeError, match="label must be a str, got tuple"):
-        Value(1.0, (a,))
+    with pytest.raises(TypeError, match="label must be a str, got int"):
+        Value(1.0, label=5)
+    assert Value(1.0, (a,), "op")._children == (a,)  # the original micrograd's form
     for loss in (mg.mse_loss, mg.hinge_loss, mg.bce_with_logits_loss):
         with pytest.raises(TypeError, match="needs numbers as targets, got str '1'"):
             loss([Value(0.5)], ["1"])
@@ -1932,13 +1971,13 @@ def test_a_fused_neuron_matches_its_dot_and_activation_nodes(activation):
             assert close_or_both_nan(a, b), (activation, x, a, b)
 
 
-def test_a_dead_relu_neuron_shares_one_tuple_of_zeros_and_passes_nothing_back():
+def test_a_dead_relu_neuron_has_zero_local_gradients_and_passes_nothing_back():
     layer = mg.Layer(3, 4, "relu", rng=random.Random(1))
     for n in layer.neurons:
         n.b.data = -100.0  # every neuron dead
     outs = layer([0.5, -0.2, 0.1])
     assert all(v.data == 0.0 for v in outs)
-    assert len({id(v._local_grads) for v in outs}) == 1
+    assert all(not any(v._local_grads) for v in outs)
     Value.sum(outs).backward()
     assert all(p.grad == 0.0 for p in layer.parameters())
 
