@@ -295,15 +295,9 @@ class Value:
     @staticmethod
     def op(data: float, children: Sequence[Value], local_grads: Sequence[float],
            name: str) -> Value:
-        """A new differentiable op, stated as the built-in ones are: its value, the Values it
-        was made from, and d value / d child for each. For example, a cube:
-
-            def cube(x):
-                return Value.op(x.data ** 3, (x,), (3 * x.data ** 2,), "cube")
-
-        The result works with backward(), no_grad(), gradcheck() and the drawer (which
-        shows `name` in the op's box).
-        """
+        """A new op, stated as the built-in ones are: its value, the Values it was made from,
+        and d value / d child for each. It works with backward(), no_grad(), gradcheck() and
+        the drawer. A cube: Value.op(x.data ** 3, (x,), (3 * x.data ** 2,), "cube")."""
         children, local_grads = tuple(children), tuple(local_grads)
         if not all(isinstance(c, Value) for c in children):
             raise TypeError("Value.op: children must be Values, got "
@@ -318,14 +312,12 @@ class Value:
     # -- backpropagation --------------------------------------------------------------------
 
     def backward(self) -> None:
-        """Fill in d self / d v, in v.grad, for every v this Value was computed from.
+        """Fill in v.grad = d self / d v for every v this Value was computed from.
 
         The chain rule, node by node from self down: each node passes its gradient to its
-        children, times the local derivative of the node by each child. A value used twice
-        collects from both uses. As in PyTorch, leaves accumulate across calls (zero them
-        with zero_grad()): this pass's sum is added to what a leaf held, so two calls give
-        exactly twice the gradient of one.
-        """
+        children, times its local derivative by each; a value used twice collects from both
+        uses. As in PyTorch, leaves accumulate across calls (zero them with zero_grad()): a
+        pass's sum is added to what a leaf held, so two calls give twice one, exactly."""
         order = _topological_order(self)  # children before parents
         earlier = [(v, v.grad) for v in order if not v._children]
         for v in order:
@@ -349,11 +341,10 @@ class Value:
 
 
 def _only_zeros(grad: float, local_grads: tuple[float, ...]) -> bool:
-    """Whether every local * grad is 0, so that a node has nothing to pass on: a zero grad
-    (behind a dead relu, a met hinge margin) or a dead unit's zero locals. Skipping such
-    nodes takes a third off backward() in bench. sum() tells at C speed that every local is
-    finite (an overflow only skips the skip), as inf * 0 is nan and must flow, as in PyTorch.
-    """
+    """Whether every local * grad is 0: a zero grad (behind a dead relu, a met margin) or a
+    dead unit's zero locals. Skipping such nodes takes a third off backward() in bench. As
+    inf * 0 is nan and must flow on (PyTorch's rule), sum() checks that every local is
+    finite, at C speed (an overflow only skips the skip)."""
     if grad == 0.0:
         return math.isfinite(sum(local_grads))
     return not any(local_grads) and math.isfinite(grad)
@@ -379,13 +370,9 @@ def _as_values(items: Iterable[Value | float]) -> tuple[Value, ...]:
 
 
 def _topological_order(root: Value) -> list[Value]:
-    """Every node root depends on, children before parents, found without recursion (a chain
-    a million ops deep is fine).
-
-    A depth-first search: `node` is the node being expanded and `children` an iterator over
-    its children, so the search resumes where it left off; the stacks `path` and `todo` hold
-    the nodes above it and their iterators. A node is listed once all its children are.
-    """
+    """Every node root depends on, children before parents: a depth-first search without
+    recursion (a chain a million ops deep is fine), which keeps the node it is expanding and
+    an iterator over its children, and stacks those of the nodes above it."""
     order, seen, path, todo = [], {root}, [], []
     node, children = root, iter(root._children)
     while True:
@@ -412,10 +399,8 @@ _no_grad_lock = threading.Lock()
 
 @contextlib.contextmanager
 def no_grad() -> Iterator[None]:
-    """Inside this block ops build no graph: every result is a leaf (as torch.no_grad).
-
-    It holds for the thread that entered it only; other threads go on building graphs.
-    """
+    """Inside this block ops build no graph: every result is a leaf (as torch.no_grad). It
+    holds for the thread that entered it only; other threads go on building graphs."""
     thread = get_ident()
     with _no_grad_lock:
         _no_grad_threads[thread] = _no_grad_threads.get(thread, 0) + 1
@@ -431,9 +416,7 @@ def no_grad() -> Iterator[None]:
 def gradcheck(f: Callable[..., Value], inputs: Sequence[float], eps: float = 1e-6,
               tol: float = 1e-6) -> bool:
     """Compare backward() with central differences of f(*inputs); raise ValueError on a miss.
-
-    The tolerance is relative to the larger of 1 and the finite-difference slope.
-    """
+    The tolerance is relative to the larger of 1 and the finite-difference slope."""
     xs = [float(x) for x in inputs]
     values = [Value(x) for x in xs]
     f(*values).backward()
@@ -463,9 +446,7 @@ def explain(root: Value, full: bool = False, head: int = 35, tail: int = 15) -> 
         dL/dd = dL/dL * dL/dd = 1.0000 * -2.0000 = -2.0000
 
     Nodes are named by their labels, else n1, n2, ... in the order of the lines. Past
-    head + tail lines, the middle ones are counted instead of shown unless full. Call
-    backward() first.
-    """
+    head + tail lines, the middle ones are counted instead of shown unless full."""
     order = _topological_order(root)[::-1]  # the root first, each node before its children
     if root.grad != 1.0:
         raise ValueError("explain() shows what backward() computed: call root.backward() "
@@ -578,11 +559,6 @@ class Module:
         _write_model(self, path, training)
 
     @classmethod
-    def parameter_count(cls, config: dict) -> int:
-        """How many parameters cls(**config) would have, computed without building it."""
-        raise NotImplementedError
-
-    @classmethod
     def load(cls, path: str) -> Module:
         """Rebuild a module saved by save(); a bad file is a ValueError naming the problem."""
         return _read_model(cls, path)[0]
@@ -683,10 +659,6 @@ class Neuron(Module):
     def config(self) -> dict:
         return {"nin": len(self.w), "activation": self.activation}
 
-    @classmethod
-    def parameter_count(cls, config: dict) -> int:
-        return _size(config.get("nin"), "nin") + 1
-
     def named_values(self) -> dict[str, list]:
         return {"weight": list(self.w), "bias": [self.b]}
 
@@ -719,10 +691,6 @@ class Layer(Module):
 
     def config(self) -> dict:
         return {"nin": self.nin, "nout": len(self.neurons), "activation": self.activation}
-
-    @classmethod
-    def parameter_count(cls, config: dict) -> int:
-        return (_size(config.get("nin"), "nin") + 1) * _size(config.get("nout"), "nout")
 
     def named_values(self) -> dict[str, list]:
         return {"weight": [list(n.w) for n in self.neurons],
@@ -772,15 +740,6 @@ class MLP(Module):
         return {"nin": self.nin, "nouts": self.nouts, "activation": self.activation,
                 "output_activation": self.output_activation}
 
-    @classmethod
-    def parameter_count(cls, config: dict) -> int:
-        nouts = config.get("nouts")
-        if not isinstance(nouts, list) or not nouts:
-            raise ValueError(f"nouts must be a list of layer sizes, got {nouts!r}")
-        sizes = [_size(config.get("nin"), "nin")]
-        sizes += [_size(n, f"nouts[{i}]") for i, n in enumerate(nouts)]
-        return sum((a + 1) * b for a, b in zip(sizes, sizes[1:]))
-
     def named_values(self) -> dict[str, list]:
         return {f"layers.{i}.{name}": values for i, layer in enumerate(self.layers)
                 for name, values in layer.named_values().items()}
@@ -802,8 +761,9 @@ def _check_batch(outputs: Sequence, targets: Sequence, what: str) -> None:
         raise ValueError(f"{what}: the batch is empty")
 
 
-def _numbers(targets: Sequence, what: str) -> list[float]:
-    """The targets as floats; anything but a real number (a str, say) is a TypeError."""
+def _numbers(outputs: Sequence, targets: Sequence, what: str) -> list[float]:
+    """The targets as floats, one per output; anything but a real number is a TypeError."""
+    _check_batch(outputs, targets, what)
     out = []
     for i, t in enumerate(targets):
         if not isinstance(t, numbers.Real):
@@ -827,8 +787,7 @@ def _squared_error(p: Value, t: float) -> Value:
 
 def mse_loss(preds: Sequence[Value], targets: Sequence[float]) -> Value:
     """Mean squared error."""
-    _check_batch(preds, targets, "mse_loss")
-    targets = _numbers(targets, "mse_loss")
+    targets = _numbers(preds, targets, "mse_loss")
     return _mean([_squared_error(p, t) for p, t in zip(_as_values(preds), targets)])
 
 
@@ -841,8 +800,7 @@ def _hinge(score: Value, y: float) -> Value:
 
 def hinge_loss(scores: Sequence[Value], labels: Sequence[float]) -> Value:
     """The SVM loss max(0, 1 - y * score), for labels -1 and +1."""
-    _check_batch(scores, labels, "hinge_loss")
-    ys = _numbers(labels, "hinge_loss")
+    ys = _numbers(scores, labels, "hinge_loss")
     for i, y in enumerate(ys):
         if y not in (-1, 1):
             raise ValueError(f"hinge_loss needs labels -1 or +1, got {labels[i]!r} at index {i}")
@@ -858,8 +816,7 @@ def _bce_with_logit(x: Value, y: float) -> Value:
 
 def bce_with_logits_loss(logits: Sequence[Value], labels: Sequence[float]) -> Value:
     """Binary cross entropy on raw scores (logits), for labels 0 and 1."""
-    _check_batch(logits, labels, "bce_with_logits_loss")
-    ys = _numbers(labels, "bce_with_logits_loss")
+    ys = _numbers(logits, labels, "bce_with_logits_loss")
     for i, y in enumerate(ys):
         if not 0 <= y <= 1:
             raise ValueError(
@@ -1302,28 +1259,12 @@ class History:
         self.loss_name = other.loss_name or self.loss_name
         self.optimizer = other.optimizer or self.optimizer
 
-    @classmethod
-    def from_state_dict(cls, state: dict) -> History:
-        history = cls()
-        for name in ("loss", "accuracy", "val_loss", "val_accuracy"):
-            values = state.get(name, [])
-            if not isinstance(values, list) or not all(
-                    v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
-                    for v in values):
-                raise ValueError(f"history.{name} must be a list of numbers")
-            setattr(history, name, [None if v is None else float(v) for v in values])
-        history.seconds = [0.0] * len(history.loss)
-        history.loss_name = str(state.get("loss_name", ""))
-        history.optimizer = str(state.get("optimizer", ""))
-        return history
-
     def __repr__(self) -> str:
         last = f", last loss {self.loss[-1]:.6g}" if self.loss else ""
         return f"History({len(self)} epochs{last})"
 
 
-# Learning rates that suit the small problems of this file (torch's class defaults are kept
-# for the classes themselves: Adam's 0.001 is slow for a 20-epoch demo).
+# Learning rates for train() that suit the small problems here (the classes keep torch's).
 DEFAULT_LR = {"sgd": 0.1, "adam": 0.05, "adamw": 0.05, "rmsprop": 0.01, "adagrad": 0.1}
 
 
@@ -1352,11 +1293,9 @@ def _scores(outputs: list) -> list:
 
 
 def accuracy(scores: list, labels: Sequence, threshold: float = 0.0) -> float | None:
-    """The share of samples classified right, or None when the labels are not classes.
-
-    One score per sample: above `threshold` means the positive class (label +1 or 1). A list
-    of scores per sample: the largest picks the class index.
-    """
+    """The share of samples classified right, or None when the labels are not classes. One
+    score per sample: above `threshold` is the positive class (label +1 or 1); a list of
+    scores per sample: the largest picks the class index."""
     if not scores:
         return None
     if isinstance(scores[0], list):
@@ -1396,10 +1335,6 @@ def evaluate(model: Callable, X: Sequence, y: Sequence,
 def _loss(value: float) -> str:
     """A loss for people: six decimals, or six digits in %g form when it is huge."""
     return f"{value:.6f}" if abs(value) < 1e6 else f"{value:.6g}"
-
-
-def _plural(count: int, noun: str) -> str:
-    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
 def _percent(share: float | None) -> str:
@@ -1455,15 +1390,10 @@ def _divergence(what: str, epoch: int, opt: Optimizer, before_any_step: bool) ->
 
 
 class _CollectorPause:
-    """`with _gc_paused:` pauses Python's cyclic garbage collector while train() builds and
-    drops a graph per step (bench runs its workloads so too).
-
-    The graph has no cycles, so the collector would find nothing in it, yet every few hundred
-    new objects it would scan the young ones, and now and then every object the program holds
-    (in a notebook, hundreds of thousands). Pauses nest and overlap across threads: a count
-    under a lock, and the last one to end turns the collector back on if it was on when the
-    first began, exceptions included. Its thresholds are never touched.
-    """
+    """`with _gc_paused:` turns Python's cyclic garbage collector off while train() runs. A
+    graph has no cycles for it to find, yet it would scan the nodes as they are made (bench:
+    W2's step takes half again as long with it on). Pauses nest and overlap across threads:
+    the last to end turns it back on if it was on when the first began."""
 
     def __init__(self) -> None:
         self.lock, self.count, self.was_enabled = threading.Lock(), 0, False
@@ -1492,17 +1422,13 @@ def train(model: Module, X: Sequence[Sequence[float]], y: Sequence, loss: str | 
           weight_decay: float | None = None,
           generator: random.Random | None = None,
           on_epoch: Callable[[int, Module, History], None] | None = None) -> History:
-    """Fit the model with mini-batch gradient descent and return what each epoch measured.
+    """Fit the model with mini-batch gradient descent; return what each epoch measured.
 
-    Each epoch visits the samples in an order shuffled by its own generator (seeded by `seed`),
-    in batches of `batch_size` (None: all at once); each batch's mean loss is backpropagated
-    and the optimizer takes one step. The same seed gives the same run, bit for bit.
-    `optimizer` is a name from OPTIMIZERS (then `lr` and `weight_decay` default to
-    DEFAULT_LR and the optimizer's own default) or an Optimizer made by hand. `generator`,
-    a random.Random, shuffles instead of a new one seeded by `seed`: pass the same one (or
-    one with its saved state) to go on where a run stopped. `on_epoch(epoch, model,
-    history)` is called after each epoch (animate_training draws its frames so).
-    """
+    Each epoch shuffles the samples with its own generator (seeded by `seed`, or `generator`
+    to go on where a run stopped) into batches of `batch_size` (None: all); each batch's
+    mean loss is backpropagated and the optimizer steps. The same seed, the same run, bit
+    for bit. `optimizer`: a name from OPTIMIZERS (`lr` defaults to DEFAULT_LR) or an
+    Optimizer. `on_epoch(epoch, model, history)` is called after each epoch."""
     n = len(X)
     if n == 0 or n != len(y):
         raise ValueError(f"train needs as many labels as samples, got {n} and {len(y)}")
@@ -1732,7 +1658,7 @@ def _read_model(cls: type[Module], path: str) -> tuple[Module, dict | None]:
     if not isinstance(config, dict) or not isinstance(state, dict):
         raise ValueError(f"{path}: config and state_dict must be JSON objects")
     try:
-        expected = cls.parameter_count(config)
+        expected = _parameter_count(cls, config)
     except (TypeError, ValueError) as e:
         raise ValueError(f"{path}: bad config: {e}") from None
     held = _count_leaves(state)
@@ -1751,6 +1677,36 @@ def _read_model(cls: type[Module], path: str) -> tuple[Module, dict | None]:
     if training is not None and not isinstance(training, dict):
         raise ValueError(f"{path}: training must be a JSON object")
     return model, training
+
+def _parameter_count(cls: type[Module], config: dict) -> int:
+    """How many parameters cls(**config) would have, computed without building it."""
+    if cls not in (Neuron, Layer, MLP):
+        raise ValueError(f"this file loads a Neuron, a Layer or an MLP, not a {cls.__name__}")
+    nin = _size(config.get("nin"), "nin")
+    if cls is MLP:
+        nouts = config.get("nouts")
+        if not isinstance(nouts, list) or not nouts:
+            raise ValueError(f"nouts must be a list of layer sizes, got {nouts!r}")
+        sizes = [nin, *(_size(n, f"nouts[{i}]") for i, n in enumerate(nouts))]
+    else:
+        sizes = [nin, _size(config.get("nout"), "nout") if cls is Layer else 1]
+    return sum((a + 1) * b for a, b in zip(sizes, sizes[1:]))
+
+
+def _history_from(state: dict) -> History:
+    """A History from its state_dict(), as a saved run holds it, checked."""
+    history = History()
+    for name in ("loss", "accuracy", "val_loss", "val_accuracy"):
+        values = state.get(name, [])
+        if not isinstance(values, list) or not all(
+                v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
+                for v in values):
+            raise ValueError(f"history.{name} must be a list of numbers")
+        setattr(history, name, [None if v is None else float(v) for v in values])
+    history.seconds = [0.0] * len(history.loss)
+    history.loss_name = str(state.get("loss_name", ""))
+    history.optimizer = str(state.get("optimizer", ""))
+    return history
 
 
 # ---------------------------------------------------------------------------------------------
@@ -3395,6 +3351,10 @@ def format_bench(result: dict) -> str:
 # Command line
 # ---------------------------------------------------------------------------------------------
 
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
 class CommandError(Exception):
     """A failed run: printed as one line, exit status 1."""
 
@@ -3791,7 +3751,7 @@ def _resume(args: argparse.Namespace, saved: dict | None, optim: str,
         done = saved["epochs"]
         if isinstance(done, bool) or not isinstance(done, int) or done < 0:
             raise ValueError(f"epochs must be a whole number, got {done!r}")
-        earlier = History.from_state_dict(saved.get("history", {}))
+        earlier = _history_from(saved.get("history", {}))
         if saved["optimizer"] == optim:
             opt.load_state_dict(saved["optimizer_state"])
             if args.lr is not None:  # a flag given now wins over the saved setting
@@ -3856,7 +3816,7 @@ def run_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None
                 f"{len(X[0])} inputs and {nout} outputs")
     else:
         sizes = [len(X[0]), *(args.hidden or task["hidden"]), nout]
-        count = MLP.parameter_count({"nin": sizes[0], "nouts": sizes[1:]})
+        count = _parameter_count(MLP, {"nin": sizes[0], "nouts": sizes[1:]})
         if count > MAX_PARAMETERS:
             parser.error(f"--hidden {','.join(map(str, sizes[1:-1]))} makes a network of "
                          f"{count:,} parameters; the limit is {MAX_PARAMETERS:,}")
