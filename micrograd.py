@@ -1808,47 +1808,59 @@ def _box_size(text: str, is_op: bool) -> tuple[float, float]:
     return width, height
 
 
-def _neighbours(keys: list, edges: list) -> tuple[dict, dict]:
-    """For each key, the keys its edges come from, and the keys they go to."""
-    up: dict = {k: [] for k in keys}
-    down: dict = {k: [] for k in keys}
-    for a, b in edges:
-        down[a].append(b)
-        up[b].append(a)
-    return up, down
+class _Graph:
+    """A drawing's graph, built once and used by ranking, ordering and placing: nodes 0..n-1,
+    keys[i] what node i draws (a Value, ("op", v), or a virtual point that a long edge passes
+    through), edges its edges (a, b) in order, up[i] the nodes its edges come from and
+    down[i] the nodes they go to."""
+
+    def __init__(self, keys: list, edges: list) -> None:
+        index = {k: i for i, k in enumerate(keys)}
+        self.keys = list(keys)
+        self.edges: list[tuple[int, int]] = []
+        self.up: list[list[int]] = [[] for _ in keys]
+        self.down: list[list[int]] = [[] for _ in keys]
+        for a, b in edges:
+            self.add_edge(index[a], index[b])
+
+    def add_edge(self, a: int, b: int) -> None:
+        self.edges.append((a, b))
+        self.down[a].append(b)
+        self.up[b].append(a)
+
+    def add_node(self, key: object) -> int:
+        self.keys.append(key)
+        self.up.append([])
+        self.down.append([])
+        return len(self.keys) - 1
 
 
-def _first_ranks(keys: list, edges: list) -> dict:
+def _first_ranks(g: _Graph) -> list[int]:
     """A good first guess at ranks: each node as late as it can be (so a leaf sits right
     before its first use), then nodes with more inputs than outputs moved back toward their
-    inputs, which shortens more edges than it stretches."""
-    preds, succs = _neighbours(keys, edges)
-    rank = {}
-    for k in keys:  # longest path from the sources fixes the number of ranks
-        rank[k] = max((rank[p] + 1 for p in preds[k]), default=0)
-    for k in reversed(keys):  # then as late as possible
-        if succs[k]:
-            rank[k] = min(rank[s] for s in succs[k]) - 1
-    for k in keys:
-        if preds[k] and len(preds[k]) > len(succs[k]):
-            rank[k] = max(rank[p] for p in preds[k]) + 1
+    inputs, which shortens more edges than it stretches. The nodes come children first."""
+    rank = [0] * len(g.keys)
+    for v, preds in enumerate(g.up):  # longest path from the sources fixes the number of ranks
+        rank[v] = max((rank[p] + 1 for p in preds), default=0)
+    for v in reversed(range(len(g.keys))):  # then as late as possible
+        if g.down[v]:
+            rank[v] = min(rank[s] for s in g.down[v]) - 1
+    for v, preds in enumerate(g.up):
+        if preds and len(preds) > len(g.down[v]):
+            rank[v] = max(rank[p] for p in preds) + 1
     return rank
 
 
-def _rank_nodes(keys: list, edges: list) -> dict:
+def _rank_nodes(g: _Graph) -> list[int]:
     """Ranks with the least total edge length, every edge pointing forward at least one rank:
     network simplex (Gansner, Koutsofios, North and Vo, "A technique for drawing directed
-    graphs", 1993, section 2), started from _first_ranks, then normalised and balanced."""
-    index = {k: i for i, k in enumerate(keys)}
-    ends = [(index[a], index[b]) for a, b in edges]
-    rank = [0] * len(keys)
-    for k, r in _first_ranks(keys, edges).items():
-        rank[index[k]] = r
-    if ends:
-        _network_simplex(len(keys), ends, rank)
-    _balance(len(keys), ends, rank)
+    graphs", 1993, section 2), started from _first_ranks, then balanced, the first rank 0."""
+    rank = _first_ranks(g)
+    if g.edges:
+        _network_simplex(len(rank), g.edges, rank)
+    _balance(g, rank)
     low = min(rank, default=0)
-    return {k: rank[i] - low for i, k in enumerate(keys)}
+    return [r - low for r in rank]
 
 
 def _network_simplex(n: int, ends: list[tuple[int, int]], rank: list[int]) -> None:
@@ -1970,21 +1982,16 @@ def _cut_values(n: int, ends: list, par: list, order: list) -> dict[int, int]:
     return cut
 
 
-def _balance(n: int, ends: list, rank: list[int]) -> None:
+def _balance(g: _Graph, rank: list[int]) -> None:
     """Move each node with as many edges in as out to the rank, of those it may take, that
     holds the fewest nodes: the total edge length stays the same and ranks even out."""
-    preds: list[list[int]] = [[] for _ in range(n)]
-    succs: list[list[int]] = [[] for _ in range(n)]
-    for t, h in ends:
-        succs[t].append(h)
-        preds[h].append(t)
     count: dict[int, int] = {}
     for r in rank:
         count[r] = count.get(r, 0) + 1
-    for v in range(n):
-        if preds[v] and len(preds[v]) == len(succs[v]):
-            first = max(rank[p] for p in preds[v]) + 1
-            last = min(rank[s] for s in succs[v]) - 1
+    for v, preds in enumerate(g.up):
+        if preds and len(preds) == len(g.down[v]):
+            first = max(rank[p] for p in preds) + 1
+            last = min(rank[s] for s in g.down[v]) - 1
             best = min(range(first, last + 1), key=lambda r: (count.get(r, 0), r))
             if count.get(best, 0) < count[rank[v]] - 1:
                 count[rank[v]] -= 1
@@ -1992,51 +1999,37 @@ def _balance(n: int, ends: list, rank: list[int]) -> None:
                 count[best] = count.get(best, 0) + 1
 
 
-def _point_budget(boxes: int) -> int:
-    """The virtual points a graph of this many boxes may have: past them, ordering and
-    placing would take minutes, and the longest edges go around the drawing (_lanes)."""
-    return 10 * boxes + 1000
-
-
-def _add_virtual_points(keys: list, edges: list, rank: dict) -> tuple[list, list, dict]:
-    """Split each edge that spans several ranks into a chain through virtual points.
+def _add_virtual_points(g: _Graph, rank: list[int]) -> tuple[list[list[int]], dict]:
+    """Split each edge that spans several ranks into a chain through virtual points, one a
+    rank, in g itself (rank grows with them); return the nodes of each rank and the route of
+    each edge of g (the nodes it passes).
 
     The long edges out of one value share one chain (dot's edge concentration), which
     branches off to each head in turn: a value used all along a graph, such as the x of
     Horner's rule or a weight reused at every step, is one line with a branch per use, not a
-    line per use. Past a budget of points, the longest are left out, to go around (_lanes).
+    line per use.
     """
-    layers: list[list] = [[] for _ in range(max(rank.values()) + 1)]
-    for k in keys:
-        layers[rank[k]].append(k)
-    reach: dict = {}  # value -> the last rank its chain must reach
+    routes, chains = {}, {}  # chains: value -> its virtual point at each rank
+    edges = g.edges
+    g.edges, g.up, g.down = [], [[] for _ in g.keys], [[] for _ in g.keys]  # made anew
     for a, b in edges:
-        if rank[b] - rank[a] > 1:
-            reach[a] = max(reach.get(a, 0), rank[b] - 1)
-    budget, span_limit = _point_budget(len(keys)), len(layers)
-    for a in sorted(reach, key=lambda a: reach[a] - rank[a]):
-        budget -= reach[a] - rank[a]
-        if budget < 0:
-            span_limit = reach[a] - rank[a]
-            break
-    index = {k: i for i, k in enumerate(keys)}
-    short, routes, placed = [], {}, set()
-    for a, b in edges:
-        if rank[b] - rank[a] > 1 and reach[a] - rank[a] >= span_limit:
-            routes[(a, b)] = [a, b]
-            continue
-        chain = [a, *(("virtual", index[a], r) for r in range(rank[a] + 1, rank[b])), b]
-        for step in zip(chain, chain[1:]):
-            if step[1] not in placed or not _is_virtual(step[1]):
-                short.append(step)
-                if _is_virtual(step[1]):
-                    placed.add(step[1])
-                    layers[step[1][2]].append(step[1])
-        routes[(a, b)] = chain
-    return layers, short, routes
+        route = [a]
+        chain = chains.setdefault(a, {})
+        for r in range(rank[a] + 1, rank[b]):
+            if r not in chain:
+                chain[r] = g.add_node(("virtual", a, r))
+                rank.append(r)
+                g.add_edge(route[-1], chain[r])
+            route.append(chain[r])
+        g.add_edge(route[-1], b)
+        routes[(a, b)] = [*route, b]
+    layers: list[list[int]] = [[] for _ in range(max(rank, default=0) + 1)]
+    for v, r in enumerate(rank):
+        layers[r].append(v)
+    return layers, routes
 
 
-def _count_crossings(upper: list, lower: list, down: dict) -> int:
+def _count_crossings(upper: list, lower: list, down: list) -> int:
     """Crossings between two adjacent ranks: the inversions among edge endpoints, counted
     with a Fenwick tree in O(E log V)."""
     where = {k: i for i, k in enumerate(lower)}
@@ -2056,7 +2049,7 @@ def _count_crossings(upper: list, lower: list, down: dict) -> int:
     return crossings
 
 
-def _total_crossings(layers: list, down: dict) -> int:
+def _total_crossings(layers: list, down: list) -> int:
     return sum(_count_crossings(layers[r], layers[r + 1], down) for r in range(len(layers) - 1))
 
 
@@ -2073,7 +2066,7 @@ def _median(values: list[float]) -> float:
     return (values[mid - 1] * right + values[mid] * left) / (left + right)
 
 
-def _first_order(layers: list, up: dict, down: dict, from_sinks: bool) -> list:
+def _first_order(layers: list, up: list, down: list, from_sinks: bool) -> list:
     """One of dot's two first orders: each rank in the order in which a breadth-first search
     of the whole graph meets its nodes, along the edges and against them, started from each
     source in turn (or from each sink)."""
@@ -2096,7 +2089,7 @@ def _first_order(layers: list, up: dict, down: dict, from_sinks: bool) -> list:
     return ordered
 
 
-def _median_sweep(layers: list, neighbours: dict, ranks: range, reverse: bool) -> None:
+def _median_sweep(layers: list, neighbours: list, ranks: range, reverse: bool) -> None:
     """Sort each rank by the weighted median position of its neighbours in the rank before;
     a node with no neighbours there keeps its place. With reverse, equal medians swap order,
     which lets a later sweep try the other way round."""
@@ -2133,7 +2126,7 @@ def _swap_crossings(a: list, b: list, where: dict) -> tuple[int, int]:
 _SWAP_WORK = 8
 
 
-def _transpose(layers: list, up: dict, down: dict, equal_swaps: bool = False) -> None:
+def _transpose(layers: list, up: list, down: list, equal_swaps: bool = False) -> None:
     """dot's local swaps: exchange neighbours in a rank while that removes crossings,
     revisiting only ranks beside a change; with equal_swaps, also swaps that leave the
     crossings equal, which can open a way to fewer."""
@@ -2170,7 +2163,7 @@ def _transpose(layers: list, up: dict, down: dict, equal_swaps: bool = False) ->
 _RESTART_WORK, _RESTARTS = 1_500, 8
 
 
-def _order_ranks(layers: list, up: dict, down: dict) -> list:
+def _order_ranks(layers: list, up: list, down: list) -> list:
     """Orders inside ranks with few crossings: dot's ordering (_dot_order), then the same
     from shuffled copies of the graph (each rank's order, each node's list of neighbours)
     as _RESTART_WORK allows and until a run ties the best, which is kept. Seeded: the same
@@ -2181,9 +2174,9 @@ def _order_ranks(layers: list, up: dict, down: dict) -> list:
     for _ in range(min(_RESTARTS, _RESTART_WORK // max(1, sum(map(len, layers))) - 1)):
         if fewest == 0:
             break
-        order = _dot_order([rng.sample(layer, len(layer)) for layer in layers],
-                           {k: rng.sample(near, len(near)) for k, near in up.items()},
-                           {k: rng.sample(near, len(near)) for k, near in down.items()})
+        shuffled = [rng.sample(layer, len(layer)) for layer in layers]
+        order = _dot_order(shuffled, _shuffled_lists(up, layers, rng),
+                           _shuffled_lists(down, layers, rng))
         crossings = _total_crossings(order, down)
         if crossings == fewest:
             break
@@ -2192,7 +2185,15 @@ def _order_ranks(layers: list, up: dict, down: dict) -> list:
     return best
 
 
-def _dot_order(layers: list, up: dict, down: dict) -> list:
+def _shuffled_lists(near: list, layers: list, rng: random.Random) -> list:
+    """A copy of near (each node's neighbours) with every list shuffled, rank by rank."""
+    copy = list(near)
+    for v in (v for layer in layers for v in layer):
+        copy[v] = rng.sample(near[v], len(near[v]))
+    return copy
+
+
+def _dot_order(layers: list, up: list, down: list) -> list:
     """Orders inside ranks with few crossings, as graphviz dot finds them (Gansner et al.,
     section 3): from each of two first orders, four sweeps; then, from the better, up to 24
     more, until 8 in a row bring no real gain; the best order seen is kept. A sweep sorts
@@ -2253,39 +2254,42 @@ def _pack(desired: list[float], sizes: list[float], weights: list[float]) -> lis
 _VIRTUAL_WEIGHT = 8.0  # how much more a long edge's bend counts than a box's distance
 
 
-def _cross_positions(layers: list, up: dict, down: dict, cross_size: dict) -> dict:
+def _cross_positions(g: _Graph, layers: list, cross_size: list[float]) -> list[float]:
     """Positions across the ranks, in the spirit of dot's priority method: eight passes,
     alternately down and up the ranks, draw each node toward the median of its neighbours
     in the rank just visited (both ranks in the last pass), then pack each rank without
     overlap. A virtual point weighs eight times a box in that packing, so long edges run
     straight and boxes make room for them; a last pass lays each long edge level. Each pass
     takes time linear in the graph, at every size."""
-    sizes = [[cross_size[k] for k in layer] for layer in layers]
-    weights = [[_VIRTUAL_WEIGHT if _is_virtual(k) else 1.0 for k in layer] for layer in layers]
-    pos: dict = {}
+    virtual = [_is_virtual(k) for k in g.keys]
+    sizes = [[cross_size[v] for v in layer] for layer in layers]
+    weights = [[_VIRTUAL_WEIGHT if virtual[v] else 1.0 for v in layer] for layer in layers]
+    pos = [0.0] * len(g.keys)
     for r, layer in enumerate(layers):
-        pos.update(zip(layer, _pack([0.0] * len(layer), sizes[r], [1.0] * len(layer))))
+        for v, at in zip(layer, _pack([0.0] * len(layer), sizes[r], [1.0] * len(layer))):
+            pos[v] = at
     passes = 8
     for p in range(passes):
         order = range(len(layers)) if p % 2 == 0 else range(len(layers) - 1, -1, -1)
         for r in order:
-            layer = layers[r]
             desired = []
-            for k in layer:
-                near = [pos[n] for n in (up[k] + down[k] if p == passes - 1 else
-                                         up[k] if p % 2 == 0 else down[k])]
-                desired.append(_median(near) if near else pos[k])
-            pos.update(zip(layer, _pack(desired, sizes[r], weights[r])))
+            for v in layers[r]:
+                near = (g.up[v] + g.down[v] if p == passes - 1 else
+                        g.up[v] if p % 2 == 0 else g.down[v])
+                desired.append(_median([pos[n] for n in near]) if near else pos[v])
+            for v, at in zip(layers[r], _pack(desired, sizes[r], weights[r])):
+                pos[v] = at
     # then each value's line of virtual points drawn to one level, their median, so that it
     # runs straight and bends only near its ends (or where another line needs the level)
     chains: dict[int, list[float]] = {}
-    for k, at in pos.items():
-        if _is_virtual(k):
-            chains.setdefault(k[1], []).append(at)  # k[1]: the value the line comes from
+    for v, key in enumerate(g.keys):
+        if virtual[v]:
+            chains.setdefault(key[1], []).append(pos[v])  # key[1]: the value it comes from
     line = {value: _median(points) for value, points in chains.items()}
     for r, layer in enumerate(layers):
-        desired = [line[k[1]] if _is_virtual(k) else pos[k] for k in layer]
-        pos.update(zip(layer, _pack(desired, sizes[r], weights[r])))
+        desired = [line[g.keys[v][1]] if virtual[v] else pos[v] for v in layer]
+        for v, at in zip(layer, _pack(desired, sizes[r], weights[r])):
+            pos[v] = at
     return pos
 
 
@@ -2304,68 +2308,35 @@ def layout_graph(root: Value, rankdir: str = "LR", fold: bool = False) -> tuple[
 def _layout(root: Value, rankdir: str,
             fold: bool = False) -> tuple[dict, list, dict, dict, dict]:
     """layout_graph() with the virtual points: (pos, edges, the route of each edge, the size
-    of each box, the text of each box). A virtual point's size spans its rank, so that an
-    edge crosses a rank straight, in the clear lane between two boxes, and bends only
-    between ranks."""
+    of each box, the text of each box), all by key. A virtual point's size spans its rank,
+    so that an edge crosses a rank straight, in the clear lane between two boxes, and bends
+    only between ranks."""
     if rankdir not in ("LR", "TB"):
         raise ValueError(f"rankdir must be 'LR' or 'TB', got {rankdir!r}")
     keys, edges, folded = _graph_nodes(root, fold)
-    rank = _rank_nodes(keys, edges)
-    layers, short, routes = _add_virtual_points(keys, edges, rank)
-    up, down = _neighbours([k for layer in layers for k in layer], short)
-    layers = _order_ranks(layers, up, down)
+    g = _Graph(keys, edges)
+    rank = _rank_nodes(g)
+    layers, routes = _add_virtual_points(g, rank)
+    layers = _order_ranks(layers, g.up, g.down)
     text = {k: _box_text(k, folded.get(k, ()), stacked=fold) for k in keys}
     size = {k: _box_size(text[k], isinstance(k, tuple)) for k in keys}
     along, across = (0, 1) if rankdir == "LR" else (1, 0)
-    cross_size = {k: size[k][across] if k in size else 0.0 for layer in layers for k in layer}
-    cross = _cross_positions(layers, up, down, cross_size)
-    rank_pos, gaps, at = [], [], 0.0  # where each rank's middle is, and the gap after it
-    for layer in layers:
-        extent = max((size[k][along] for k in layer if k in size), default=0.0)
-        rank_pos.append(at + extent / 2)
-        gaps.append(at + extent + _RANK_GAP / 2)
-        at += extent + _RANK_GAP
-        for k in layer:
-            if k not in size:  # a virtual point
-                size[k] = (extent, 0.0) if rankdir == "LR" else (0.0, extent)
-    place = {k: (rank_pos[r], cross[k]) for r, layer in enumerate(layers) for k in layer}
-    outside = min(cross[k] - cross_size[k] / 2 for k in cross) - _NODE_GAP
-    place.update(_lanes(routes, rank, gaps, outside, size))
-    pos = {k: (a, -c) if rankdir == "LR" else (c, -a) for k, (a, c) in place.items()}
-    return _shift_to_origin(pos, size), edges, routes, size, text
-
-
-_LANE_GAP = 6.0  # between the lanes of edges routed around the drawing
-
-
-def _lanes(routes: dict, rank: dict, gaps: list, outside: float, size: dict) -> dict:
-    """Route the edges left without virtual points (past their budget) around the drawing,
-    where they cross no box: out into the gap after their tail's rank, across to a lane
-    beyond every box, along it, and in from the gap before their head's rank. The edges of
-    one value share a lane; a lane is reused once the edges in it have ended. Returns the
-    places (along the ranks, across them) of the turning points, and sets their routes."""
-    far: dict = {}  # tail -> its heads that are more than a rank away with a straight route
-    for (a, b), route in routes.items():
-        if len(route) == 2 and rank[b] - rank[a] > 1:
-            far.setdefault(a, []).append(b)
-    lane_ends: list[int] = []  # the last rank each lane is taken up to
+    cross = _cross_positions(g, layers, [size[k][across] if k in size else 0.0
+                                         for k in g.keys])
+    at = 0.0  # where the current rank starts, along the ranks
     place = {}
-    for a in sorted(far, key=lambda a: rank[a]):
-        end = max(rank[b] for b in far[a])
-        lane = next((i for i, taken in enumerate(lane_ends) if taken < rank[a]), None)
-        if lane is None:  # every lane is still taken: a new one, further out
-            lane = len(lane_ends)
-            lane_ends.append(end)
-        else:
-            lane_ends[lane] = end
-        across = outside - lane * _LANE_GAP
-        out = ("virtual", "lane", a)
-        place[out], size[out] = (gaps[rank[a]], across), (0.0, 0.0)
-        for b in far[a]:
-            back = ("virtual", "lane", a, b)
-            place[back], size[back] = (gaps[rank[b] - 1], across), (0.0, 0.0)
-            routes[(a, b)] = [a, out, back, b]
-    return place
+    for layer in layers:
+        extent = max((size[g.keys[v]][along] for v in layer if g.keys[v] in size), default=0.0)
+        for v in layer:
+            key = g.keys[v]
+            place[key] = (at + extent / 2, cross[v])
+            if key not in size:  # a virtual point
+                size[key] = (extent, 0.0) if rankdir == "LR" else (0.0, extent)
+        at += extent + _RANK_GAP
+    pos = {k: (a, -c) if rankdir == "LR" else (c, -a) for k, (a, c) in place.items()}
+    keyed = {(g.keys[a], g.keys[b]): [g.keys[v] for v in route]
+             for (a, b), route in routes.items()}
+    return _shift_to_origin(pos, size), edges, keyed, size, text
 
 
 def _shift_to_origin(pos: dict, size: dict) -> dict:

@@ -2407,45 +2407,33 @@ def horner(steps: int) -> tuple[Value, Value]:
 def test_the_long_edges_out_of_one_value_share_one_line():
     root, x = horner(60)
     keys, edges, _ = mg._graph_nodes(root)
-    rank = mg._rank_nodes(keys, edges)
-    layers, _, routes = mg._add_virtual_points(keys, edges, rank)
-    uses = [route for (a, _), route in routes.items() if a is x]
+    g = mg._Graph(keys, edges)
+    rank = mg._rank_nodes(g)
+    layers, routes = mg._add_virtual_points(g, rank)
+    uses = [route for (a, _), route in routes.items() if g.keys[a] is x]
     assert len(uses) == 60
     # one line, as long as the furthest use, each use branching off it: a point per rank,
-    # where a line per use took 3,600 and, past the budget of points, drew edges straight
-    # through boxes
+    # where a line per use took 3,600 and drew edges straight through boxes
     trunk = {p for route in uses for p in route[1:-1]}
-    assert len(trunk) == max(rank[route[-1]] for route in uses) - rank[x] - 1
-    assert all(mg._is_virtual(p) for p in trunk)
+    assert len(trunk) == max(rank[route[-1]] for route in uses) - rank[uses[0][0]] - 1
+    assert all(mg._is_virtual(g.keys[p]) for p in trunk)
     longest = max(uses, key=len)
     assert all(route[:-1] == longest[:len(route) - 1] for route in uses)
     assert sum(map(len, layers)) - len(keys) == len(trunk)  # the only long edges are x's
 
 
 @pytest.mark.parametrize("rankdir", ["LR", "TB"])
-def test_no_edge_passes_through_a_box_that_is_not_one_of_its_ends(rankdir, monkeypatch):
+def test_no_edge_passes_through_a_box_that_is_not_one_of_its_ends(rankdir):
     w2 = mg._w2_loss(mg.MLP(2, [3, 3, 1], activation="relu", output_activation="linear",
                             seed=0), [[0.5, -0.3]], [1.0])
     graphs = {**graphs_to_check(),
               "mlp 3-4-4-1": mlp_sample_loss(3, [4, 4], "mse", "tanh")[0],
               "folded 2-16-16-1": mlp_sample_loss(2, [16, 16], "hinge", "relu")[0],
               "horner 60": horner(60)[0],  # x used at every step: 14 edges crossed boxes
-              "around": w2}  # long edges past the budget of points go around the drawing
+              "binary-op 2-3-3-1": w2}  # long edges from the weight decay to the end
     for name, root in graphs.items():
         fold = name.startswith("folded")
-        with monkeypatch.context() as patch:
-            if name == "around":  # a budget of 40 points: most long edges go around
-                patch.setattr(mg, "_point_budget", lambda boxes: 40)
-            pos, edges, routes, size, _ = mg._layout(root, rankdir, fold)
-        if name == "around":  # each in a lane beyond every box (there were 12 drawn straight)
-            around = [route for route in routes.values()
-                      if len(route) == 4 and route[1][:2] == ("virtual", "lane")]
-            assert len(around) == 12
-            across = 1 - (0 if rankdir == "LR" else 1)
-            farthest = max if rankdir == "LR" else min  # up, or to the left
-            beyond = farthest(pos[k][across] for k in pos if not mg._is_virtual(k))
-            for route in around:
-                assert farthest(pos[route[1]][across], beyond) == pos[route[1]][across]
+        pos, edges, routes, size, _ = mg._layout(root, rankdir, fold)
         boxes = [k for k in pos if not mg._is_virtual(k)]
         along = 0 if rankdir == "LR" else 1
         lines = mg._edge_lines(pos, size, routes, edges, along)
@@ -2581,15 +2569,16 @@ def test_cut_values_match_their_definition():
 def test_ranks_of_a_binary_op_network_are_much_shorter_than_the_first_guess():
     model = mg.MLP(2, [4, 4, 1], activation="relu", output_activation="linear", seed=0)
     loss = mg._binary_op_loss(mg._value_layers(model), [[0.5, -0.3]], [1.0])
-    keys, edges, _ = mg._graph_nodes(loss)
-    first, best = mg._first_ranks(keys, edges), mg._rank_nodes(keys, edges)
-    assert all(best[b] - best[a] >= 1 for a, b in edges) and min(best.values()) == 0
+    g = mg._Graph(*mg._graph_nodes(loss)[:2])
+    edges = g.edges
+    first, best = mg._first_ranks(g), mg._rank_nodes(g)
+    assert all(best[b] - best[a] >= 1 for a, b in edges) and min(best) == 0
 
     def span(rank):
         return sum(rank[b] - rank[a] for a, b in edges)
 
     assert span(best) < 0.75 * span(first)  # 686 against 958
-    assert mg._rank_nodes(keys, edges) == best  # deterministic
+    assert mg._rank_nodes(g) == best  # deterministic
 
 
 def test_weighted_median_leans_to_the_closer_neighbours():
@@ -2613,11 +2602,10 @@ def test_packing_keeps_order_and_gaps_and_gives_way_to_heavier_points():
     assert mg._pack([-50.0, 0.0, 50.0], sizes, [1.0, 8.0, 1.0]) == [-50.0, 0.0, 50.0]
 
 
-def layered(root: Value) -> tuple[list, dict, dict]:
-    keys, edges, _ = mg._graph_nodes(root)
-    layers, short, _ = mg._add_virtual_points(keys, edges, mg._rank_nodes(keys, edges))
-    up, down = mg._neighbours([k for layer in layers for k in layer], short)
-    return layers, up, down
+def layered(root: Value) -> tuple[list, list, list]:
+    g = mg._Graph(*mg._graph_nodes(root)[:2])
+    layers, _ = mg._add_virtual_points(g, mg._rank_nodes(g))
+    return layers, g.up, g.down
 
 
 def test_transposition_never_adds_crossings_and_ordering_keeps_the_best():
@@ -2645,7 +2633,7 @@ def test_ordering_restarts_from_shuffled_copies_keep_the_best_and_repeat(monkeyp
     # each finding fewer crossings than the last here; a run that ties the best ends them
     runs, counts = [], iter(range(1000, 0, -1))
 
-    def counted(layers: list, up: dict, down: dict) -> list:
+    def counted(layers: list, up: list, down: list) -> list:
         runs.append(len(layers))
         return [list(layer) for layer in layers]
 
@@ -2654,11 +2642,9 @@ def test_ordering_restarts_from_shuffled_copies_keep_the_best_and_repeat(monkeyp
     for points, expected in ((166, 9), (300, 5), (500, 3), (750, 2), (752, 1)):
         runs.clear()
         # two ranks whose single edges all cross: never zero crossings, so never done early
-        top = [("a", i) for i in range(points // 2)]
-        bottom = [("b", i) for i in range(points // 2)]
-        pairs = list(zip(top, reversed(bottom)))
-        up = {**{a: [] for a in top}, **{b: [a] for a, b in pairs}}
-        down = {**{a: [b] for a, b in pairs}, **{b: [] for b in bottom}}
+        top, bottom = list(range(points // 2)), list(range(points // 2, points))
+        up = [[] for _ in top] + [[points - 1 - b] for b in bottom]
+        down = [[points - 1 - a] for a in top] + [[] for _ in bottom]
         mg._order_ranks([top, bottom], up, down)
         assert len(runs) == expected, points
     runs.clear()
