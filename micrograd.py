@@ -2722,6 +2722,7 @@ def plot_history(history: History, path: str | None = None, show: bool = False,
 
 _CLASS_COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b",
                   "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
+_SCORE_COLOURS = ("#2166ac", "#b2182b")  # the two ends of the score shading, RdBu_r
 
 
 def _softmax(row: list[float]) -> list[float]:
@@ -2731,25 +2732,6 @@ def _softmax(row: list[float]) -> list[float]:
     return [e / total for e in exps]
 
 
-def _class_shades(probs: list[list[float]], n: int, colours: list) -> object:
-    """An n x n picture of the plane from class probabilities, one row per point: each point
-    in its likeliest class's colour over white, paler where the model is less sure."""
-    import numpy as np
-
-    best = np.array([p.index(max(p)) for p in probs]).reshape(n, n)
-    sure = np.array([max(p) for p in probs]).reshape(n, n)
-    return 1.0 - (1.0 - np.asarray(colours)[best]) * (0.15 + 0.45 * sure)[..., None]
-
-
-def _score_reach(grid: object) -> float:
-    """How far from the split the colours of a score shading reach, given the scores less
-    the split: most of the plane's scores, so that shades near the decision line differ; the
-    far corners take the end colours."""
-    import numpy as np
-
-    return max(float(np.quantile(np.abs(grid), 0.9)), 1e-9)
-
-
 def _classes_of(labels: list) -> list[int]:
     """Class indices of labels: -1/+1 and 0/1 become 0 and 1, indices stay as they are."""
     if set(labels) <= {-1, 1}:
@@ -2757,24 +2739,78 @@ def _classes_of(labels: list) -> list[int]:
     return [int(t) for t in labels]
 
 
+def _grid(X: list, n: int) -> tuple[list[float], list[float]]:
+    """n points along each axis of the samples' box, half a unit wider on every side."""
+    xs, ys = [p[0] for p in X], [p[1] for p in X]
+    return (_linspace(min(xs) - 0.5, max(xs) + 0.5, n),
+            _linspace(min(ys) - 0.5, max(ys) + 0.5, n))
+
+
+def _shade_plane(scores: list, n: int, split: float, colours: list) -> tuple[object, object]:
+    """The picture of the plane (an n x n array of colours) from the model's scores at its
+    grid points, for the boundary plot and the animation alike, and the score's scale (None
+    for classes). One score per point: blue below the split, red above, white at it; the
+    colours reach their ends where most of the plane's scores end (the 90th percentile), so
+    shades near the decision line differ. Several (one per class): the likeliest class's
+    colour over white, paler where the model is less sure (its softmax probability)."""
+    import numpy as np
+    from matplotlib import colormaps
+    from matplotlib.colors import TwoSlopeNorm
+
+    if isinstance(scores[0], list):
+        probs = [_softmax(row) for row in scores]
+        best = np.array([p.index(max(p)) for p in probs]).reshape(n, n)
+        sure = np.array([max(p) for p in probs]).reshape(n, n)
+        return 1.0 - (1.0 - np.asarray(colours)[best]) * (0.15 + 0.45 * sure)[..., None], None
+    grid = np.array(scores).reshape(n, n)
+    reach = max(float(np.quantile(np.abs(grid - split), 0.9)), 1e-9)
+    scale = TwoSlopeNorm(split, split - reach, split + reach)
+    return colormaps["RdBu_r"](scale(np.clip(grid, split - reach, split + reach))), scale
+
+
+def _class_colours(scores: list, labels: list) -> list:
+    """An RGB colour per class: the two ends of the score shading for one output, else the
+    class palette."""
+    from matplotlib.colors import to_rgb
+
+    if not isinstance(scores[0], list):
+        return [to_rgb(c) for c in _SCORE_COLOURS]
+    count = max(len(scores[0]), max(_classes_of(labels)) + 1)
+    return [to_rgb(_CLASS_COLOURS[k % 10]) for k in range(count)]
+
+
+def _scatter_samples(ax: object, X: list, y: list, colours: list, size: float = 26,
+                     hollow: bool = False) -> list:
+    """The samples on top of the plane, coloured by class (hollow diamonds for validation
+    samples); a legend entry per class."""
+    from matplotlib.lines import Line2D
+
+    classes, handles = _classes_of(y), []
+    for k, colour in enumerate(colours):
+        points = [p for p, c in zip(X, classes) if c == k]
+        style = ({"facecolors": "white", "edgecolors": colour, "marker": "D",
+                  "linewidths": 1.6} if hollow else
+                 {"color": colour, "edgecolors": "black", "linewidths": size / 45})
+        if points:
+            ax.scatter(*zip(*points), s=size, zorder=3, **style)
+        handles.append(Line2D([], [], marker="o", linestyle="", color=colour,
+                              markeredgecolor="black", label=f"class {k}"))
+    return handles
+
+
 def plot_decision_boundary(model: Callable, X: Sequence[Sequence[float]], y: Sequence,
                            path: str | None = None, show: bool = False,
                            resolution: int = 100, val: tuple[Sequence, Sequence] | None = None,
                            dataset: str | None = None,
                            loss: str | Callable | None = None) -> Figure:
-    """The plane as a 2-input model sees it, with the samples on top.
-
-    One output: the background shades the model's score (blue below the split, red above)
-    and a black line marks the split: 0 (a margin, a logit, a tanh output for -1/+1), or
-    0.5 when `loss`, the loss the model was trained with, is squared error and the labels
-    here are 0 and 1, as train() and evaluate() count accuracy. Several outputs (one per
-    class): each region takes its class's colour, paler where the model is less sure (the
-    softmax probability), with lines where the class changes. Samples are coloured by their
-    class, validation samples (`val`) hollow; the title gives the accuracy. The grid is
-    evaluated without building a graph.
-    """
-    import numpy as np
-    from matplotlib.colors import TwoSlopeNorm, to_rgb
+    """The plane as a 2-input model sees it, with the samples on top (validation samples,
+    `val`, hollow) and the accuracy in the title; the grid is scored by predict(), without
+    building a graph. One output: the plane shaded by the score and a black line where it
+    crosses the split: 0 (a margin, a logit, a tanh output for -1/+1), or 0.5 when `loss`,
+    the loss the model was trained with, is squared error and the labels are 0 and 1, as
+    train() counts accuracy. Several outputs: each class's region in its colour, with lines
+    where the class changes."""
+    from matplotlib.cm import ScalarMappable
     from matplotlib.lines import Line2D
 
     X, y = [list(map(float, p)) for p in X], list(y)  # numpy arrays too
@@ -2783,49 +2819,27 @@ def plot_decision_boundary(model: Callable, X: Sequence[Sequence[float]], y: Seq
                          f"{len(X[0]) if X else 0}")
     val_X, val_y = ([list(map(float, p)) for p in val[0]], list(val[1])) if val else ([], [])
     split = 0.0 if loss is None else _threshold(loss, y + val_y)
-    everything = X + val_X
-    xs, ys = [p[0] for p in everything], [p[1] for p in everything]
-    gx = _linspace(min(xs) - 0.5, max(xs) + 0.5, resolution)
-    gy = _linspace(min(ys) - 0.5, max(ys) + 0.5, resolution)
+    gx, gy = _grid(X + val_X, resolution)
     scores = predict(model, [[a, b] for b in gy for a in gx])
+    colours = _class_colours(scores, y + val_y)
     fig = _figure(468, 396)
     ax = fig.add_subplot()
-    if isinstance(scores[0], list):  # one score per class
-        probs = [_softmax(row) for row in scores]
-        n_classes = max(len(scores[0]), max(_classes_of(y + val_y)) + 1)
-        colours = np.array([to_rgb(_CLASS_COLOURS[k % 10]) for k in range(n_classes)])
-        ax.imshow(_class_shades(probs, resolution, colours), origin="lower",
-                  extent=(gx[0], gx[-1], gy[0], gy[-1]), interpolation="bilinear",
-                  aspect="auto")
-        for k in range(n_classes):  # the edge of each class's region
-            margin = np.array([p[k] - max(p[:k] + p[k + 1:]) for p in probs])
-            if margin.min() < 0 < margin.max():
-                ax.contour(gx, gy, margin.reshape(resolution, resolution), levels=[0.0],
-                           colors="black", linewidths=1.0)
-    else:
-        n_classes = 2
-        grid = np.array(scores).reshape(resolution, resolution)
-        reach = _score_reach(grid - split)
-        low, high = split - reach, split + reach
-        shading = ax.contourf(gx, gy, np.clip(grid, low, high), levels=41, cmap="RdBu_r",
-                              alpha=0.75, norm=TwoSlopeNorm(split, low, high))
-        fig.colorbar(shading, ax=ax, label="model score", shrink=0.85)
-        if grid.min() < split < grid.max():
-            ax.contour(gx, gy, grid, levels=[split], colors="black", linewidths=1.2)
-        colours = np.array([to_rgb(c) for c in ("#2166ac", "#b2182b")])
-    handles = []
-    for k in range(n_classes):
-        points = [p for p, c in zip(X, _classes_of(y)) if c == k]
-        if points:
-            ax.scatter(*zip(*points), color=colours[k], s=26, edgecolors="black",
-                       linewidths=0.6, zorder=3)
-        handles.append(Line2D([], [], marker="o", linestyle="", color=colours[k],
-                              markeredgecolor="black", label=f"class {k}"))
-        held_out = [p for p, c in zip(val_X, _classes_of(val_y)) if c == k]
-        if held_out:
-            ax.scatter(*zip(*held_out), facecolors="white", edgecolors=colours[k], s=30,
-                       linewidths=1.6, marker="D", zorder=3)
+    image, scale = _shade_plane(scores, resolution, split, colours)
+    ax.imshow(image, origin="lower", extent=(gx[0], gx[-1], gy[0], gy[-1]),
+              interpolation="bilinear", aspect="auto", alpha=0.85)
+    if scale is not None:
+        fig.colorbar(ScalarMappable(scale, "RdBu_r"), ax=ax, label="model score", shrink=0.85)
+        lines = [(scores, split)]
+    else:  # where each class's probability passes the largest of the others
+        lines = [([p[k] - max(p[:k] + p[k + 1:]) for p in map(_softmax, scores)], 0.0)
+                 for k in range(len(scores[0]))]
+    for values, level in lines:
+        if min(values) < level < max(values):
+            grid = [values[i:i + resolution] for i in range(0, len(values), resolution)]
+            ax.contour(gx, gy, grid, levels=[level], colors="black", linewidths=1.2)
+    handles = _scatter_samples(ax, X, y, colours)
     if val_X:
+        _scatter_samples(ax, val_X, val_y, colours, size=30, hollow=True)
         handles.append(Line2D([], [], marker="D", linestyle="", markerfacecolor="white",
                               markeredgecolor="black", label="validation"))
     handles.append(Line2D([], [], color="black", label="decision boundary"))
@@ -2857,9 +2871,7 @@ class _Frames:
                              f"with 2 inputs, got {len(X[0]) if X else 0}")
         step = max(1.0, (epochs - 1) / (MAX_FRAMES - 1))
         self.wanted = sorted({min(epochs, round(1 + i * step)) for i in range(MAX_FRAMES)})
-        xs, ys = [p[0] for p in X], [p[1] for p in X]
-        self.gx = _linspace(min(xs) - 0.5, max(xs) + 0.5, resolution)
-        self.gy = _linspace(min(ys) - 0.5, max(ys) + 0.5, resolution)
+        self.gx, self.gy = _grid(X, resolution)
         self.frames: list[tuple[int, list, list[float]]] = []
         self.split = split  # where one score divides the classes (see _threshold)
 
@@ -2870,26 +2882,22 @@ class _Frames:
 
     def save(self, path: str, X: list, y: list, title: str = "",
              say: Callable[[str], None] = lambda line: None) -> None:
-        """Write the frames as an animated GIF: the plane shaded by the model's scores (class
-        colours for several outputs) with the samples on top, beside the loss so far."""
+        """Write the frames as an animated GIF: the plane shaded as plot_decision_boundary
+        shades it, with the samples on top, beside the loss so far."""
         from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.colors import to_rgb
         from PIL import Image  # Pillow comes with matplotlib
 
         fig = _figure(720, 324)
         fig.set_dpi(50)
         canvas = FigureCanvasAgg(fig)  # frames straight from the renderer, no PNG between
         board, curve = fig.subplots(1, 2)
-        epochs = self.frames[-1][0]
-        classes = _classes_of(list(y))
-        colours = [to_rgb(_CLASS_COLOURS[k % 10]) for k in range(max(classes) + 1)]
-        extent = (self.gx[0], self.gx[-1], self.gy[0], self.gy[-1])
-        first = self._image(self.frames[0][1], colours)
-        picture = board.imshow(first, origin="lower", extent=extent, aspect="auto",
-                               interpolation="bilinear")
-        points = board.scatter([p[0] for p in X], [p[1] for p in X], s=18,
-                               c=[colours[k] for k in classes], edgecolors="black",
-                               linewidths=0.5)
+        epochs, n = self.frames[-1][0], len(self.gx)
+        colours = _class_colours(self.frames[0][1], list(y))
+        picture = board.imshow(_shade_plane(self.frames[0][1], n, self.split, colours)[0],
+                               origin="lower", extent=(self.gx[0], self.gx[-1], self.gy[0],
+                                                       self.gy[-1]),
+                               aspect="auto", interpolation="bilinear")
+        _scatter_samples(board, list(X), list(y), colours, size=18)
         board.set_xlabel("x0 (first input)")
         board.set_ylabel("x1 (second input)")
         line, = curve.plot([], [], color="#1f77b4")
@@ -2898,7 +2906,7 @@ class _Frames:
         _epoch_axis(curve)
         curve.set_ylabel("loss")
         label = fig.text(0.5, 0.95, "", ha="center", fontsize="large")
-        moving = (picture, points, line, label)
+        moving = (picture, *board.collections, line, label)  # the samples over the plane
         for artist in moving:  # drawn anew on each frame, over a background drawn once
             artist.set_animated(True)
         fig.tight_layout(rect=(0, 0, 1, 0.92))
@@ -2907,7 +2915,7 @@ class _Frames:
         images = []
         for k, (epoch, scores, losses) in enumerate(self.frames, 1):
             canvas.restore_region(background)
-            picture.set_data(self._image(scores, colours))
+            picture.set_data(_shade_plane(scores, n, self.split, colours)[0])
             line.set_data(range(1, len(losses) + 1), losses)
             label.set_text(f"{title}epoch {epoch}/{epochs}")
             for artist in moving:
@@ -2921,20 +2929,6 @@ class _Frames:
         with _replacing(path) as f:
             images[0].save(f, format="GIF", save_all=True, append_images=images[1:],
                            duration=120, loop=0)
-
-    def _image(self, scores: list, colours: list) -> object:
-        """One frame's plane: class colours (several outputs) or the score's shade (one)."""
-        import numpy as np
-        from matplotlib import colormaps
-        from matplotlib.colors import TwoSlopeNorm
-
-        n = len(self.gx)
-        if isinstance(scores[0], list):
-            return _class_shades([_softmax(row) for row in scores], n, colours)
-        grid = np.array(scores).reshape(n, n)
-        reach = _score_reach(grid - self.split)
-        low, high = self.split - reach, self.split + reach
-        return colormaps["RdBu_r"](TwoSlopeNorm(self.split, low, high)(np.clip(grid, low, high)))
 
 
 def animate_training(model: Module, X: Sequence, y: Sequence, path: str,

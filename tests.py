@@ -2139,7 +2139,8 @@ def test_decision_boundary_shades_scores_draws_the_line_and_names_everything():
     assert fig.axes[1].get_ylabel() == "model score"  # the colour bar of the shading
     kinds = [type(c).__name__ for c in ax.collections]
     assert kinds.count("PathCollection") == 4  # training and validation points, each class
-    assert len([k for k in kinds if "Contour" in k]) == 2  # the shading and the line
+    assert len([k for k in kinds if "Contour" in k]) == 1  # the line
+    assert len(ax.get_images()) == 1  # the shading, as the animation shades the plane
 
 
 def test_decision_boundary_colours_three_classes_like_their_points():
