@@ -39,7 +39,6 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # for type hints only: matplotlib is imported when something is drawn
     from matplotlib.figure import Figure
-    from matplotlib.path import Path
 
 __version__ = "1.1.0"
 
@@ -1726,16 +1725,10 @@ _RANK_GAP, _NODE_GAP = 32.0, 14.0  # between ranks, and between neighbours in a 
 _MARGIN = 12.0
 
 
-def _op_key(v: Value) -> tuple[str, Value]:
-    return ("op", v)
-
-
 def _graph_nodes(root: Value, fold: bool = False) -> tuple[list, list, dict]:
     """The keys to draw (Values, and ("op", v) for each v made by an op), the edges
-    child -> op -> result, in a deterministic order, without recursion, and what each op
-    folds. With fold, a leaf that feeds exactly one op is drawn inside that op's box (a
-    neuron's weights and bias, a constant) instead of as a box of its own: folded maps the
-    op's key to those leaves."""
+    child -> op -> result in a fixed order, and what each op folds: with fold, a leaf that
+    feeds exactly one op (a neuron's weights and bias, a constant) is written inside it."""
     order = _topological_order(root)
     uses: dict[Value, int] = {}
     if fold:
@@ -1746,12 +1739,8 @@ def _graph_nodes(root: Value, fold: bool = False) -> tuple[list, list, dict]:
     keys, edges, folded = [], [], {}
     for v in order:
         if v._children:
-            op = _op_key(v)
-            seen = set()
-            for child in v._children:
-                if child in seen:  # a + a draws one arrow
-                    continue
-                seen.add(child)
+            op = ("op", v)
+            for child in dict.fromkeys(v._children):  # a + a draws one arrow
                 if uses.get(child) == 1:
                     folded.setdefault(op, []).append(child)
                 else:
@@ -1767,26 +1756,20 @@ def _is_virtual(key: object) -> bool:
     return isinstance(key, tuple) and key[0] == "virtual"
 
 
-def _leaf_kind(leaf: Value) -> str:
-    """What a folded leaf is called in its op's box: 'w' for 'L1.N3.w2', its value if
-    it has no label."""
-    if not leaf.label:
-        return f"{leaf.data:g}"
-    return leaf.label.rsplit(".", 1)[-1].rstrip("0123456789") or leaf.label
-
-
 def _fold_summary(leaves: list[Value]) -> str:
-    """'16 w + b': the folded leaves of an op, counted by kind in the order they come."""
+    """'16 w + b': an op's folded leaves counted by kind ('w' for 'L1.N3.w2'; a number for
+    a leaf without a label), in the order they come."""
     counts: dict[str, int] = {}
     for leaf in leaves:
-        kind = _leaf_kind(leaf)
+        name = leaf.label.rsplit(".", 1)[-1].rstrip("0123456789") or leaf.label
+        kind = name if leaf.label else f"{leaf.data:g}"
         counts[kind] = counts.get(kind, 0) + 1
     return " + ".join(kind if n == 1 else f"{n} {kind}" for kind, n in counts.items())
 
 
 def _box_text(key: object, folded: Sequence[Value] = (), stacked: bool = False) -> str:
-    """The text of a box: an op's name (and what it folds), a Value's label, data and grad.
-    stacked puts each part on a line of its own: a folded network's ranks stay narrow."""
+    """The text of a box: an op's name (and what it folds), a Value's label, data and grad;
+    stacked, each part on a line of its own (a folded network's ranks stay narrow)."""
     if isinstance(key, tuple):
         if not folded:
             return key[1]._op
@@ -1811,8 +1794,8 @@ def _box_size(text: str, is_op: bool) -> tuple[float, float]:
 class _Graph:
     """A drawing's graph, built once and used by ranking, ordering and placing: nodes 0..n-1,
     keys[i] what node i draws (a Value, ("op", v), or a virtual point that a long edge passes
-    through), edges its edges (a, b) in order, up[i] the nodes its edges come from and
-    down[i] the nodes they go to."""
+    through), its edges (a, b) in order, and for each node up[i], the nodes its edges come
+    from, and down[i], the nodes they go to."""
 
     def __init__(self, keys: list, edges: list) -> None:
         index = {k: i for i, k in enumerate(keys)}
@@ -1836,9 +1819,9 @@ class _Graph:
 
 
 def _first_ranks(g: _Graph) -> list[int]:
-    """A good first guess at ranks: each node as late as it can be (so a leaf sits right
-    before its first use), then nodes with more inputs than outputs moved back toward their
-    inputs, which shortens more edges than it stretches. The nodes come children first."""
+    """A first guess at ranks: each node as late as it can be (a leaf right before its first
+    use), then nodes with more inputs than outputs moved back toward their inputs, which
+    shortens more edges than it stretches. The nodes come children first."""
     rank = [0] * len(g.keys)
     for v, preds in enumerate(g.up):  # longest path from the sources fixes the number of ranks
         rank[v] = max((rank[p] + 1 for p in preds), default=0)
@@ -1864,15 +1847,11 @@ def _rank_nodes(g: _Graph) -> list[int]:
 
 
 def _network_simplex(n: int, ends: list[tuple[int, int]], rank: list[int]) -> None:
-    """Move the feasible ranks `rank` of nodes 0..n-1 (edges `ends`, tail before head) to
-    ones of the least total edge length, in place.
-
-    A spanning tree of tight edges (length 1) fixes the ranks. Each tree edge has a cut value:
-    how much the total length would change per rank that the two parts it joins move apart.
-    While one is negative, that edge leaves the tree and the non-tree edge of least slack
-    across the same cut enters it, which shortens the drawing. Cut values come from a
-    postorder numbering of the tree (low, lim), computed again after each exchange.
-    """
+    """Move the feasible ranks of nodes 0..n-1 (edges `ends`, tail before head) to ones of the
+    least total edge length, in place. A spanning tree of tight edges (one rank long) fixes
+    the ranks; a tree edge's cut value says how the total length changes per rank that the
+    two parts it joins move apart. While one is negative, that edge leaves the tree and the
+    non-tree edge of least slack across the same cut enters it."""
     incident: list[list[int]] = [[] for _ in range(n)]
     for e, (t, h) in enumerate(ends):
         incident[t].append(e)
@@ -1883,9 +1862,9 @@ def _network_simplex(n: int, ends: list[tuple[int, int]], rank: list[int]) -> No
         if in_tree[e]:
             tree[t].append((e, h))
             tree[h].append((e, t))
-    # Each exchange costs a pass over the graph; the bound keeps a graph of thousands of boxes
-    # within a second or two (it stops with feasible ranks, shorter than the first ones).
-    for _ in range(min(10 * n, _SIMPLEX_WORK // (n + len(ends)))):
+    # each exchange costs a pass over the graph: the bound keeps a graph of thousands of boxes
+    # within a second or two (it stops with feasible ranks, shorter than the first ones)
+    for _ in range(min(10 * n, 4_000_000 // (n + len(ends)))):
         par, lim, low, order = _tree_postorder(n, tree)
         cut = _cut_values(n, ends, par, order)
         leaving = min(cut, key=lambda e: (cut[e], e))  # the most negative cut value
@@ -1909,9 +1888,6 @@ def _network_simplex(n: int, ends: list[tuple[int, int]], rank: list[int]) -> No
         tree[h].remove((leaving, t))
         tree[a].append((entering, b))
         tree[b].append((entering, a))
-
-
-_SIMPLEX_WORK = 4_000_000  # node and edge visits that network simplex may spend
 
 
 def _tight_tree(n: int, ends: list, incident: list, rank: list[int]) -> list[bool]:
@@ -2000,15 +1976,11 @@ def _balance(g: _Graph, rank: list[int]) -> None:
 
 
 def _add_virtual_points(g: _Graph, rank: list[int]) -> tuple[list[list[int]], dict]:
-    """Split each edge that spans several ranks into a chain through virtual points, one a
-    rank, in g itself (rank grows with them); return the nodes of each rank and the route of
-    each edge of g (the nodes it passes).
-
-    The long edges out of one value share one chain (dot's edge concentration), which
-    branches off to each head in turn: a value used all along a graph, such as the x of
-    Horner's rule or a weight reused at every step, is one line with a branch per use, not a
-    line per use.
-    """
+    """Split each edge of g that spans several ranks into a chain through virtual points, one
+    a rank, in g itself (rank grows with them); return the nodes of each rank and the route
+    of each edge. The long edges out of one value share one chain (dot's edge concentration),
+    branching off to each head in turn: a value used all along a graph (the x of Horner's
+    rule) is one line with a branch per use, not a line per use."""
     routes, chains = {}, {}  # chains: value -> its virtual point at each rank
     edges = g.edges
     g.edges, g.up, g.down = [], [[] for _ in g.keys], [[] for _ in g.keys]  # made anew
@@ -2112,27 +2084,20 @@ def _swap_crossings(a: list, b: list, where: dict) -> tuple[int, int]:
     u_first = v_first = 0
     for x in [where[n] for n in a]:
         for y in [where[n] for n in b]:
-            if x > y:
-                u_first += 1
-            elif x < y:
-                v_first += 1
+            u_first += x > y
+            v_first += x < y
     return u_first, v_first
-
-
-# Local swaps may look at each point this many times per call (and at 5,000 points more in
-# any graph): enough for every graph of the tests to settle, and a bound on graphs whose
-# long edges cross thousands of times (the loss of an MLP built from + and * with weight
-# decay: 14,000 virtual points), where they took over a minute.
-_SWAP_WORK = 8
 
 
 def _transpose(layers: list, up: list, down: list, equal_swaps: bool = False) -> None:
     """dot's local swaps: exchange neighbours in a rank while that removes crossings,
     revisiting only ranks beside a change; with equal_swaps, also swaps that leave the
-    crossings equal, which can open a way to fewer."""
+    crossings equal, which can open a way to fewer. Each point may be looked at 8 times
+    (and 5,000 more in all): enough for every graph of the tests to settle, and a bound on
+    graphs whose long edges cross thousands of times, where swaps took over a minute."""
     where = {k: i for layer in layers for i, k in enumerate(layer)}
     todo = [True] * len(layers)
-    budget = _SWAP_WORK * len(where) + 5_000  # rank visits, counted in points
+    budget = 8 * len(where) + 5_000  # rank visits, counted in points
     improved = True
     while improved and budget > 0:
         improved = False
@@ -2154,20 +2119,18 @@ def _transpose(layers: list, up: list, down: list, equal_swaps: bool = False) ->
                     improved = improved or swapped < now
 
 
-# dot's ordering is a heuristic whose result turns on the order the graph comes in: from 30
-# shuffled copies of one random graph of 150 values it found 118 to 135 crossings. So it runs
-# again from shuffled copies while this much work (points, summed over the runs) allows: up
-# to 8 more times on a graph of up to 166 points, none past 750; the best result is kept. A
-# run that ties the best ends the search: the count is most likely forced by the graph, as
-# in a fused MLP, where every order of a layer's weights crosses the same edges.
+# dot's ordering is a heuristic whose result turns on the order the graph comes in (30
+# shuffled copies of one random graph of 150 values: 118 to 135 crossings). So it runs again
+# from shuffled copies while this much work (points, summed over the runs) allows: up to 8
+# more times up to 166 points, none past 750. A run that ties the best ends the search: the
+# count is most likely forced by the graph (in a fused MLP, every order crosses the same).
 _RESTART_WORK, _RESTARTS = 1_500, 8
 
 
 def _order_ranks(layers: list, up: list, down: list) -> list:
     """Orders inside ranks with few crossings: dot's ordering (_dot_order), then the same
-    from shuffled copies of the graph (each rank's order, each node's list of neighbours)
-    as _RESTART_WORK allows and until a run ties the best, which is kept. Seeded: the same
-    graph, the same order."""
+    from shuffled copies of the graph as _RESTART_WORK allows; the best is kept. Seeded: the
+    same graph, the same order."""
     best = _dot_order(layers, up, down)
     fewest = _total_crossings(best, down)
     rng = random.Random(0)
@@ -2251,34 +2214,29 @@ def _pack(desired: list[float], sizes: list[float], weights: list[float]) -> lis
     return [q + off for q, off in zip(flat, offsets)]
 
 
-_VIRTUAL_WEIGHT = 8.0  # how much more a long edge's bend counts than a box's distance
-
-
 def _cross_positions(g: _Graph, layers: list, cross_size: list[float]) -> list[float]:
     """Positions across the ranks, in the spirit of dot's priority method: eight passes,
     alternately down and up the ranks, draw each node toward the median of its neighbours
     in the rank just visited (both ranks in the last pass), then pack each rank without
-    overlap. A virtual point weighs eight times a box in that packing, so long edges run
-    straight and boxes make room for them; a last pass lays each long edge level. Each pass
-    takes time linear in the graph, at every size."""
+    overlap, a virtual point weighing eight times a box, so that long edges run straight and
+    boxes make room for them; a last pass lays each long edge level. Linear time a pass."""
     virtual = [_is_virtual(k) for k in g.keys]
     sizes = [[cross_size[v] for v in layer] for layer in layers]
-    weights = [[_VIRTUAL_WEIGHT if virtual[v] else 1.0 for v in layer] for layer in layers]
+    weights = [[8.0 if virtual[v] else 1.0 for v in layer] for layer in layers]
     pos = [0.0] * len(g.keys)
-    for r, layer in enumerate(layers):
-        for v, at in zip(layer, _pack([0.0] * len(layer), sizes[r], [1.0] * len(layer))):
+
+    def pack(r: int, desired: list[float], weights: list[float]) -> None:
+        for v, at in zip(layers[r], _pack(desired, sizes[r], weights)):
             pos[v] = at
-    passes = 8
-    for p in range(passes):
-        order = range(len(layers)) if p % 2 == 0 else range(len(layers) - 1, -1, -1)
-        for r in order:
-            desired = []
-            for v in layers[r]:
-                near = (g.up[v] + g.down[v] if p == passes - 1 else
-                        g.up[v] if p % 2 == 0 else g.down[v])
-                desired.append(_median([pos[n] for n in near]) if near else pos[v])
-            for v, at in zip(layers[r], _pack(desired, sizes[r], weights[r])):
-                pos[v] = at
+
+    for r, layer in enumerate(layers):
+        pack(r, [0.0] * len(layer), [1.0] * len(layer))
+    for p in range(8):
+        for r in range(len(layers)) if p % 2 == 0 else range(len(layers) - 1, -1, -1):
+            near = [g.up[v] + g.down[v] if p == 7 else g.up[v] if p % 2 == 0 else g.down[v]
+                    for v in layers[r]]
+            pack(r, [_median([pos[n] for n in ns]) if ns else pos[v]
+                     for v, ns in zip(layers[r], near)], weights[r])
     # then each value's line of virtual points drawn to one level, their median, so that it
     # runs straight and bends only near its ends (or where another line needs the level)
     chains: dict[int, list[float]] = {}
@@ -2287,20 +2245,16 @@ def _cross_positions(g: _Graph, layers: list, cross_size: list[float]) -> list[f
             chains.setdefault(key[1], []).append(pos[v])  # key[1]: the value it comes from
     line = {value: _median(points) for value, points in chains.items()}
     for r, layer in enumerate(layers):
-        desired = [line[g.keys[v][1]] if virtual[v] else pos[v] for v in layer]
-        for v, at in zip(layer, _pack(desired, sizes[r], weights[r])):
-            pos[v] = at
+        pack(r, [line[g.keys[v][1]] if virtual[v] else pos[v] for v in layer], weights[r])
     return pos
 
 
 def layout_graph(root: Value, rankdir: str = "LR", fold: bool = False) -> tuple[dict, list]:
-    """Positions for drawing the graph of root: (pos, edges).
-
-    pos maps each Value to the centre (x, y) of its box, and ("op", v) to the centre of the
-    op that made v, in points with y pointing up; edges lists (from_key, to_key) pairs:
-    child -> op -> result. Deterministic, and iterative, so deep graphs are fine. With fold,
-    each leaf that feeds exactly one op is left out: draw_graph writes it inside that op.
-    """
+    """Positions for drawing the graph of root: (pos, edges). pos maps each Value to the
+    centre (x, y) of its box, and ("op", v) to the centre of the op that made v, in points,
+    y up; edges lists (from_key, to_key): child -> op -> result. Deterministic, and without
+    recursion. With fold, each leaf that feeds exactly one op is left out (draw_graph
+    writes it inside that op)."""
     pos, edges, _, _, _ = _layout(root, rankdir, fold)
     return {k: xy for k, xy in pos.items() if not _is_virtual(k)}, edges
 
@@ -2308,23 +2262,20 @@ def layout_graph(root: Value, rankdir: str = "LR", fold: bool = False) -> tuple[
 def _layout(root: Value, rankdir: str,
             fold: bool = False) -> tuple[dict, list, dict, dict, dict]:
     """layout_graph() with the virtual points: (pos, edges, the route of each edge, the size
-    of each box, the text of each box), all by key. A virtual point's size spans its rank,
-    so that an edge crosses a rank straight, in the clear lane between two boxes, and bends
-    only between ranks."""
+    of each box, the text of each box), all by key. A virtual point spans its rank, so that
+    an edge crosses a rank straight, in the clear lane between two boxes."""
     if rankdir not in ("LR", "TB"):
         raise ValueError(f"rankdir must be 'LR' or 'TB', got {rankdir!r}")
     keys, edges, folded = _graph_nodes(root, fold)
     g = _Graph(keys, edges)
-    rank = _rank_nodes(g)
-    layers, routes = _add_virtual_points(g, rank)
+    layers, routes = _add_virtual_points(g, _rank_nodes(g))
     layers = _order_ranks(layers, g.up, g.down)
     text = {k: _box_text(k, folded.get(k, ()), stacked=fold) for k in keys}
     size = {k: _box_size(text[k], isinstance(k, tuple)) for k in keys}
     along, across = (0, 1) if rankdir == "LR" else (1, 0)
     cross = _cross_positions(g, layers, [size[k][across] if k in size else 0.0
                                          for k in g.keys])
-    at = 0.0  # where the current rank starts, along the ranks
-    place = {}
+    at, place = 0.0, {}  # at: where the current rank starts, along the ranks
     for layer in layers:
         extent = max((size[g.keys[v]][along] for v in layer if g.keys[v] in size), default=0.0)
         for v in layer:
@@ -2334,17 +2285,12 @@ def _layout(root: Value, rankdir: str,
                 size[key] = (extent, 0.0) if rankdir == "LR" else (0.0, extent)
         at += extent + _RANK_GAP
     pos = {k: (a, -c) if rankdir == "LR" else (c, -a) for k, (a, c) in place.items()}
+    left = min(x - size[k][0] / 2 for k, (x, y) in pos.items())  # to the margin
+    bottom = min(y - size[k][1] / 2 for k, (x, y) in pos.items())
+    pos = {k: (x + _MARGIN - left, y + _MARGIN - bottom) for k, (x, y) in pos.items()}
     keyed = {(g.keys[a], g.keys[b]): [g.keys[v] for v in route]
              for (a, b), route in routes.items()}
-    return _shift_to_origin(pos, size), edges, keyed, size, text
-
-
-def _shift_to_origin(pos: dict, size: dict) -> dict:
-    """Shift positions so the drawing's lower left corner sits at (_MARGIN, _MARGIN)."""
-    left = min(x - size[k][0] / 2 for k, (x, y) in pos.items())
-    bottom = min(y - size[k][1] / 2 for k, (x, y) in pos.items())
-    dx, dy = _MARGIN - left, _MARGIN - bottom
-    return {k: (x + dx, y + dy) for k, (x, y) in pos.items()}
+    return pos, edges, keyed, size, text
 
 
 _IMAGE_FORMATS = ("png", "svg", "pdf")
@@ -2368,112 +2314,35 @@ def _figure(width_pt: float, height_pt: float) -> Figure:
     return fig
 
 
-def _png_bytes(fig: Figure, dpi: float) -> bytes:
-    import io
-
-    buffer = io.BytesIO()
-    _save(fig, buffer, "png", dpi)
-    return buffer.getvalue()
-
-
-def _notebook_png(fig: Figure) -> tuple[bytes, dict]:
-    """What a notebook shows: the PNG drawn at twice the pixels it is shown at, so that text
-    stays sharp on any screen and when the notebook shrinks it to the column's width. A
-    large graph gets fewer, down to one per pixel shown, to stay within _NOTEBOOK_PIXELS."""
-    dpi = _dpi(fig)
-    width, height = fig.get_size_inches() * dpi
-    within = dpi * math.sqrt(_NOTEBOOK_PIXELS / (width * height))
-    sharp = max(dpi, min(2 * dpi, within, _AGG_LIMIT / max(fig.get_size_inches())))
-    return _png_bytes(fig, sharp), {"width": round(width), "height": round(height)}
-
-
-_AGG_LIMIT = 30000.0  # pixels on a side; matplotlib's Agg renderer refuses more than 2**16
-# pixels of a notebook's PNG at twice the density; past this, writing it took seconds (an
-# MLP 2-12-12-1's unfolded graph, 3004 x 8531 shown: 6 s at twice, 1.5 s at once)
-_NOTEBOOK_PIXELS = 16e6
+# Pixels. matplotlib's Agg renderer refuses more than 2**16 a side: a huge figure gets fewer
+# dots per inch. A notebook shows a figure at twice its pixels, sharp on any screen, but at
+# most _NOTEBOOK_PIXELS in all (an MLP 2-12-12-1's unfolded graph, 3004 x 8531 shown: 6 s at
+# twice, 1.5 s at once). A large PNG is written with zlib's fastest level (25 million pixels:
+# 1.45 s at level 6, the default, 0.9 s at level 1, for a file a fifth larger).
+_AGG_LIMIT, _NOTEBOOK_PIXELS, _FAST_PNG_PIXELS = 30000.0, 16e6, 4e6
 
 
 def _dpi(fig: Figure) -> float:
-    """100 dots per inch, less for a figure so large that it would pass Agg's pixel limit."""
     return min(100.0, _AGG_LIMIT / max(fig.get_size_inches()))
 
 
 def _save(fig: Figure, file: object, ext: str, dpi: float) -> None:
-    """fig.savefig, with a graph's labels drawn as glyph outlines in a PNG."""
-    if ext != "png":
-        fig.savefig(file, format=ext, dpi=dpi)
-        return
     width, height = fig.get_size_inches() * dpi
-    # zlib's fastest level for a large picture: on 25 million pixels, level 6 (the default)
-    # took 1.45 s and level 1 0.9 s, for a file a fifth larger
     level = 1 if width * height > _FAST_PNG_PIXELS else 6
-    with _labels_outlined(fig):
-        fig.savefig(file, format=ext, dpi=dpi, pil_kwargs={"compress_level": level})
+    fig.savefig(file, format=ext, dpi=dpi,
+                **({"pil_kwargs": {"compress_level": level}} if ext == "png" else {}))
 
 
-_FAST_PNG_PIXELS = 4e6
+def _notebook_png(fig: Figure) -> tuple[bytes, dict]:
+    import io
 
-
-@contextlib.contextmanager
-def _labels_outlined(fig: Figure) -> Iterator[None]:
-    """While a PNG is drawn, show the labels of draw_graph's boxes as outlines of cached
-    glyphs, one path per colour, in place of its Text artists. matplotlib 3.11 renders each
-    glyph of each text through FreeType from Python: the 264 labels of an MLP 2-12-12-1's
-    graph took 2 s that way, 0.1 s as outlines. SVG and PDF keep their text as text."""
-    from matplotlib.patches import PathPatch
-
-    labels = [t for ax in fig.axes for t in getattr(ax, "_graph_labels", ()) if t.get_visible()]
-    groups: dict[tuple, list] = {}
-    for t in labels:
-        groups.setdefault((t.axes, t.get_color()), []).append(t)
-    outlines = [ax.add_artist(PathPatch(_outline(texts), facecolor=colour, linewidth=0,
-                                        zorder=texts[0].get_zorder()))
-                for (ax, colour), texts in groups.items()]
-    for t in labels:
-        t.set_visible(False)
-    try:
-        yield
-    finally:
-        for patch in outlines:
-            patch.remove()
-        for t in labels:
-            t.set_visible(True)
-
-
-_GLYPHS: dict[str, tuple] = {}  # character -> (vertices, codes) of its outline, at the origin
-_BASELINE = 0.28 * _FONT_SIZE  # below a line's middle: centres the letters of "lp" on it
-
-
-def _outline(texts: list) -> Path:
-    """One path holding the glyphs of all texts (centred on their positions, lines
-    _LINE_PITCH apart, every character _CHAR_WIDTH wide), in the axes' coordinates."""
-    import numpy as np
-    from matplotlib.font_manager import FontProperties
-    from matplotlib.path import Path
-    from matplotlib.textpath import TextPath
-
-    vertices, codes = [], []
-    for t in texts:
-        x, y = t.get_position()
-        lines = t.get_text().split("\n")
-        baseline = y + (len(lines) - 1) * _LINE_PITCH / 2 - _BASELINE
-        for line in lines:
-            left = x - len(line) * _CHAR_WIDTH / 2
-            for i, char in enumerate(line):
-                if char.isspace():
-                    continue
-                if char not in _GLYPHS:
-                    glyph = TextPath((0, 0), char, prop=FontProperties(
-                        family=_FONT_FAMILY, size=_FONT_SIZE))
-                    _GLYPHS[char] = glyph.vertices, glyph.codes
-                points, kinds = _GLYPHS[char]
-                if len(points):
-                    vertices.append(points + (left + i * _CHAR_WIDTH, baseline))
-                    codes.append(kinds)
-            baseline -= _LINE_PITCH
-    if not vertices:
-        return Path(np.zeros((0, 2)))
-    return Path(np.concatenate(vertices), np.concatenate(codes))
+    dpi = _dpi(fig)
+    width, height = fig.get_size_inches() * dpi
+    within = dpi * math.sqrt(_NOTEBOOK_PIXELS / (width * height))
+    buffer = io.BytesIO()
+    sharp = max(dpi, min(2 * dpi, within, _AGG_LIMIT / max(fig.get_size_inches())))
+    _save(fig, buffer, "png", sharp)
+    return buffer.getvalue(), {"width": round(width), "height": round(height)}
 
 
 def _finish(fig: Figure, path: str | None, show: bool) -> Figure:
@@ -2513,8 +2382,7 @@ def _drawn_values(root: Value, limit: int, fold: bool) -> int:
     count = _count_nodes(root, limit if not fold else 50 * limit)
     if not fold or count > 50 * limit:
         return count
-    keys = _graph_nodes(root, fold=True)[0]
-    return sum(not isinstance(k, tuple) for k in keys)
+    return sum(not isinstance(k, tuple) for k in _graph_nodes(root, fold=True)[0])
 
 
 def _gradient_fills(fig: Figure, values: list[Value], width: float,
@@ -2575,7 +2443,6 @@ def draw_graph(root: Value, path: str | None = None, show: bool = False, rankdir
     # parse_math off: a label is a name, and "$" in it is a dollar sign
     text_style = {"ha": "center", "va": "center", "fontsize": _FONT_SIZE,
                   "family": _FONT_FAMILY, "zorder": 3, "parse_math": False}
-    labels = ax._graph_labels = []  # for _labels_outlined, which draws them faster in a PNG
     for key, (w, h) in size.items():
         x, y = pos[key]
         if _is_virtual(key):
@@ -2585,14 +2452,14 @@ def draw_graph(root: Value, path: str | None = None, show: bool = False, rankdir
         if isinstance(key, tuple):
             ax.add_artist(Ellipse((x, y), w, h, facecolor="#fde8e8", edgecolor=_OP_COLOR,
                                   linewidth=1.2, zorder=2))
-            labels.append(ax.text(x, y, text[key], color=_OP_COLOR, **text_style))
+            ax.text(x, y, text[key], color=_OP_COLOR, **text_style)
             continue
         fill = (fill_of(key) if fill_of else _PARAM_FILL if key in params
                 else _RESULT_FILL if key._children else _LEAF_FILL)
         ax.add_artist(FancyBboxPatch((x - w / 2 + 3, y - h / 2 + 3), w - 6, h - 6,
                                      boxstyle="round,pad=3", facecolor=fill,
                                      edgecolor="#333333", linewidth=1.0, zorder=2))
-        labels.append(ax.text(x, y, text[key], **text_style))
+        ax.text(x, y, text[key], **text_style)
     lines, heads = [], []
     for points, head in _edge_lines(pos, size, routes, edges, 0 if rankdir == "LR" else 1):
         base, triangle = _arrowhead(points[-2], points[-1], head)
@@ -2621,14 +2488,11 @@ def _arrowhead(start: tuple, end: tuple, size: float) -> tuple[tuple, list]:
 
 def _edge_lines(pos: dict, size: dict, routes: dict, edges: list,
                 along: int) -> list[tuple[list, float]]:
-    """Each edge as a polyline and the size of its arrowhead.
-
-    An edge runs level from its box to the edge of the box's rank, so that it never cuts
-    across a wider box of the same rank; crosses the gap to the next rank (where there are no
-    boxes) and every rank it passes in the lane kept for it; and enters its box level from the
-    rank's edge. Edges into one box end at points spread along its side, in the order their
-    sources come, so that their arrowheads stay apart (smaller where many crowd in).
-    """
+    """Each edge as a polyline and the size of its arrowhead. An edge runs level from its box
+    to the edge of the box's rank (never across a wider box of the rank), crosses the gap to
+    the next rank and every rank it passes in the lane kept for it, and enters its box level
+    from the rank's edge. Edges into one box end at points spread along its side, in the
+    order their sources come, so that their arrowheads stay apart (smaller when crowded)."""
     half = {}  # the half-extent of each rank, by its position along the ranks
     for k, centre in pos.items():
         c = round(centre[along], 6)
@@ -2667,7 +2531,7 @@ def _edge_lines(pos: dict, size: dict, routes: dict, edges: list,
 
 def _without_repeats(points: list) -> list:
     """The polyline without a point equal to the one before (a zero-length arrow has no
-    direction), keeping at least two points."""
+    direction), at least two points."""
     kept = [points[0]]
     for p in points[1:]:
         if math.dist(p, kept[-1]) > 1e-6:
@@ -3248,7 +3112,7 @@ def _drawing_seconds(hidden: int = 18, drawn: int = 12) -> dict:
         fig = draw_graph(loss, os.path.join(folder, "graph.png"))
         seconds = time.perf_counter() - start
     result["png"] = {"network": f"MLP 2-{drawn}-{drawn}-1", "seconds": seconds,
-                     "boxes": len(fig.axes[0]._graph_labels)}
+                     "boxes": len(fig.axes[0].texts)}
     return result
 
 

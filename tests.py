@@ -2297,7 +2297,7 @@ def test_show_opens_a_window_of_the_figures_size(monkeypatch, tmp_path):
     monkeypatch.setattr(plt, "show", show)
     assert mg.main(["expr", "--show", "--out", str(tmp_path / "g.png")]) == 0
     [fig], [size] = shown, windows
-    assert fig.axes[0]._graph_labels  # our graph, not an empty window
+    assert fig.axes[0].texts  # our graph, not an empty window
     assert tuple(size) == tuple(fig.get_size_inches())
     check_boxes("expr --show", fig)  # its text inside its boxes
     plt.close("all")
@@ -2328,10 +2328,10 @@ def ink_extent(pixels, box) -> tuple[float, float, float, float] | None:
     return (left + xs.min(), height - top - ys.max(), left + xs.max(), height - top - ys.min())
 
 
-def test_png_labels_are_glyph_outlines_where_the_text_would_be(tmp_path):
+def test_png_labels_sit_centred_inside_their_boxes(tmp_path):
     pytest.importorskip("matplotlib")
     import numpy as np
-    from matplotlib.patches import FancyBboxPatch, PathPatch
+    from matplotlib.patches import FancyBboxPatch
     from PIL import Image
 
     folded = mlp_sample_loss(2, [4, 4], "hinge", "relu")[0]  # labels of one to three lines
@@ -2339,27 +2339,15 @@ def test_png_labels_are_glyph_outlines_where_the_text_would_be(tmp_path):
              "folded": mg.draw_graph(folded, str(tmp_path / "folded.png"), fold=True,
                                      rankdir="TB")}
     for name, fig in cases.items():
-        fig.savefig(tmp_path / "text.png", dpi=mg._dpi(fig))  # matplotlib's own text
-        images = [np.asarray(Image.open(tmp_path / f).convert("L")).astype(int)
-                  for f in (f"{name}.png", "text.png")]
-        assert images[0].shape == images[1].shape
+        image = np.asarray(Image.open(tmp_path / f"{name}.png").convert("L")).astype(int)
         boxes = [p.get_window_extent() for p in fig.axes[0].patches
                  if isinstance(p, FancyBboxPatch)]
+        assert len(boxes) >= 7
         for box in boxes:
-            outline, text = (ink_extent(image, box) for image in images)
-            assert outline is not None and text is not None, name
-            for a, b in ((0, 2), (1, 3)):  # centred as the text is
-                assert abs((outline[a] + outline[b]) - (text[a] + text[b])) / 2 <= 2.0
-            # as wide as the text (whose hinted letters are up to 5% narrower), as tall
-            assert 0.97 <= (outline[2] - outline[0]) / (text[2] - text[0]) <= 1.1, name
-            assert abs((outline[3] - outline[1]) - (text[3] - text[1])) <= 3, name
-        # the op names, in red inside their ellipses: as much ink either way
-        red = [np.count_nonzero(np.asarray(Image.open(tmp_path / f).convert("RGB"))
-                                @ [1, -1, 0] > 120) for f in (f"{name}.png", "text.png")]
-        assert 0.8 <= red[0] / red[1] <= 1.25, (name, red)
-        # the figure is left as it was: its texts shown, no outlines
-        assert all(t.get_visible() for t in fig.axes[0].texts)
-        assert not [p for p in fig.axes[0].patches if isinstance(p, PathPatch)]
+            ink = ink_extent(image, box)  # inside the box, clear of its border
+            assert ink is not None, name
+            for a, b, low, high in ((0, 2, box.x0, box.x1), (1, 3, box.y0, box.y1)):
+                assert abs((ink[a] + ink[b]) / 2 - (low + high) / 2) <= 3.0, name  # centred
 
 
 def test_labels_are_names_not_math(tmp_path):
