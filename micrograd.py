@@ -1340,6 +1340,16 @@ def _percent(share: float | None) -> str:
     return "" if share is None else f"{100 * share:.1f}%"
 
 
+def _metrics(loss: float, accuracy: float | None, val: tuple | None, sep: str) -> str:
+    """'loss 0.120000, accuracy 95.0%, val_loss ...': a progress line's or a summary's."""
+    parts = [f"loss {_loss(loss)}"]
+    parts += [f"accuracy {_percent(accuracy)}"] if accuracy is not None else []
+    if val is not None:
+        parts.append(f"val_loss {_loss(val[0])}")
+        parts += [f"val_accuracy {_percent(val[1])}"] if val[1] is not None else []
+    return sep.join(parts)
+
+
 class _Progress:
     """Prints a line per epoch. A long run (over 50 epochs) rewrites one line in place on a
     terminal, and elsewhere prints about 50 lines spread over the run."""
@@ -1353,13 +1363,9 @@ class _Progress:
     def epoch(self, n: int, history: History) -> None:
         if not self.enabled:
             return
-        line = f"epoch {n:>{len(str(self.epochs))}}/{self.epochs}  loss {_loss(history.loss[-1])}"
-        if history.accuracy[-1] is not None:
-            line += f"  accuracy {_percent(history.accuracy[-1])}"
-        if history.val_loss:
-            line += f"  val_loss {_loss(history.val_loss[-1])}"
-            if history.val_accuracy[-1] is not None:
-                line += f"  val_accuracy {_percent(history.val_accuracy[-1])}"
+        val = (history.val_loss[-1], history.val_accuracy[-1]) if history.val_loss else None
+        line = (f"epoch {n:>{len(str(self.epochs))}}/{self.epochs}  "
+                + _metrics(history.loss[-1], history.accuracy[-1], val, "  "))
         if self.tty:
             end = "\n" if n == self.epochs else ""
             print(f"\r{line}\x1b[K", end=end, flush=True)
@@ -1616,7 +1622,6 @@ def _count_leaves(data: object) -> int:
     return count
 
 
-
 def _write_model(module: Module, path: str, training: dict | None) -> None:
     """Module.save: with `training` (plain JSON-able data), format version 2.
 
@@ -1709,7 +1714,7 @@ def _history_from(state: dict) -> History:
 
 
 # ---------------------------------------------------------------------------------------------
-# Drawing: the computation graph, training curves, decision boundaries (matplotlib only)
+# Drawing: the computation graph (matplotlib only)
 # ---------------------------------------------------------------------------------------------
 # layout_graph() is pure Python: a layered drawing in the manner of graphviz's dot. Ranks give
 # the least total edge length (network simplex), long edges pass through virtual points, and
@@ -2548,6 +2553,10 @@ def _port(centre: tuple, size: tuple, along: int, side: int) -> tuple[float, flo
     return (x, y - side * size[1] / 2)
 
 
+# ---------------------------------------------------------------------------------------------
+# Plots: training curves, decision boundaries, training as an animation
+# ---------------------------------------------------------------------------------------------
+
 def _epoch_axis(ax: object) -> None:
     from matplotlib.ticker import MaxNLocator
 
@@ -2974,24 +2983,17 @@ def _bytes_per_node(loss_of: Callable, model: MLP, X: list,
     return built / nodes, with_grads / nodes
 
 
-def _timed(step: Callable[[], float], times: list, losses: list) -> None:
-    start = time.perf_counter()
-    losses.append(step())
-    times.append(time.perf_counter() - start)
-
-
 def _round_robin(steps: dict[str, Callable[[], float]], rounds: int) -> dict[str, dict]:
     """Run one step of each workload in turn, so that a slow spell of the machine weighs on
     all alike; the first round only warms up. Returns each one's median and losses."""
     times = {name: [] for name in steps}
     losses = {name: [] for name in steps}
-    for round_ in range(rounds + 1):
+    for _ in range(rounds + 1):
         for name, step in steps.items():
-            _timed(step, times[name], losses[name])
-        if round_ == 0:
-            for name in times:
-                del times[name][0]
-    return {name: {"ms_per_step": 1000 * statistics.median(times[name]),
+            start = time.perf_counter()
+            losses[name].append(step())
+            times[name].append(time.perf_counter() - start)
+    return {name: {"ms_per_step": 1000 * statistics.median(times[name][1:]),
                    "losses": losses[name]} for name in steps}
 
 
@@ -3034,13 +3036,12 @@ def _notebook_heap() -> tuple[list, str]:
 
 
 def bench(steps: int = 20, seed: int = 0, chain: int = 1_000_000, notebook: bool = True,
-          samples: int = 100, drawing: bool = True,
-          say: Callable[[str], None] = lambda line: None) -> dict:
+          samples: int = 100, say: Callable[[str], None] = lambda line: None) -> dict:
     """Time W0, W1 and W2 with the collector paused over `steps` steps each, then W0, U, W2
     and R2 with it on (W2 and R2 over a quarter as many steps), in a bare process and, if
     `notebook`, beside a notebook-sized heap; a backward through a chain of `chain` ops
-    (0 skips it); and, if `drawing`, a large layout and a PNG. `samples` sets the size of the
-    moons set. say(line) is told as each workload starts. Return the figures as a dict."""
+    (0 skips it). `samples` sets the size of the moons set; say(line) is told as each
+    workload starts. Return the figures as a dict."""
     graph_steps = max(1, steps // 4)
     # the bare process first, before the big graphs of W2 have grown the allocator's arenas
     heaps = {"bare process": _collector_on_rows(seed, samples, steps, graph_steps, say,
@@ -3082,37 +3083,6 @@ def bench(steps: int = 20, seed: int = 0, chain: int = 1_000_000, notebook: bool
     if chain:
         say(f"backward through a chain of {chain:,} ops...")
         result["chain"] = {"ops": chain, "backward_seconds": _chain_backward_seconds(chain)}
-    if drawing:
-        say("a layout of 2,160 boxes and a PNG of 264...")
-        result["drawing"] = _drawing_seconds()
-    return result
-
-
-def _drawing_seconds(hidden: int = 18, drawn: int = 12) -> dict:
-    """Seconds to lay out the graph of a network built from + and * (MLP 2-h-h-1 on one
-    sample, without weight decay: 2,160 boxes at 18), and to draw and write the PNG of an
-    MLP 2-d-d-1's loss on one sample, unfolded (264 boxes at 12; needs matplotlib)."""
-    import tempfile
-
-    model = MLP(2, [hidden, hidden, 1], activation="relu", output_activation="linear", seed=0)
-    start = time.perf_counter()
-    pos, _ = layout_graph(_binary_op_loss(_value_layers(model), [[0.5, -0.3]], [1.0], reg=0))
-    result: dict = {"layout": {"network": f"binary-op MLP 2-{hidden}-{hidden}-1",
-                               "boxes": len(pos), "seconds": time.perf_counter() - start},
-                    "png": None}
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        return result
-    model = MLP(2, [drawn, drawn, 1], activation="relu", output_activation="linear", seed=0)
-    loss = hinge_loss([model([0.5, 1.0])], [1.0])
-    loss.backward()
-    with tempfile.TemporaryDirectory() as folder:
-        start = time.perf_counter()
-        fig = draw_graph(loss, os.path.join(folder, "graph.png"))
-        seconds = time.perf_counter() - start
-    result["png"] = {"network": f"MLP 2-{drawn}-{drawn}-1", "seconds": seconds,
-                     "boxes": len(fig.axes[0].texts)}
     return result
 
 
@@ -3166,13 +3136,6 @@ def format_bench(result: dict) -> str:
         chain = result["chain"]
         lines.append(f"backward through a chain of {chain['ops']:,} ops: "
                      f"{chain['backward_seconds']:.2f} s")
-    if "drawing" in result:
-        layout, png = result["drawing"]["layout"], result["drawing"]["png"]
-        lines.append(f"layout of a {layout['boxes']:,}-box graph ({layout['network']}, one "
-                     f"sample): {layout['seconds']:.2f} s")
-        lines.append(f"PNG of a {png['boxes']:,}-box graph ({png['network']}, unfolded): "
-                     f"{png['seconds']:.2f} s" if png else
-                     "PNG of a graph: not timed (matplotlib is not installed)")
     return "\n".join(lines)
 
 
@@ -3190,10 +3153,8 @@ class CommandError(Exception):
 
 # What `train --dataset NAME` uses when a flag is not given.
 TASKS = {
-    "toy": {"loss": "mse", "hidden": [4, 4], "activation": "tanh", "epochs": 20,
-            "optim": "sgd"},
-    "xor": {"loss": "bce", "hidden": [8], "activation": "tanh", "epochs": 100,
-            "optim": "adam"},
+    "toy": {"loss": "mse", "hidden": [4, 4], "activation": "tanh", "epochs": 20, "optim": "sgd"},
+    "xor": {"loss": "bce", "hidden": [8], "activation": "tanh", "epochs": 100, "optim": "adam"},
     "moons": {"loss": "hinge", "hidden": [16, 16], "activation": "relu", "epochs": 50,
               "optim": "adam"},
     "circles": {"loss": "hinge", "hidden": [16, 16], "activation": "relu", "epochs": 50,
@@ -3385,9 +3346,6 @@ def build_parser() -> argparse.ArgumentParser:
                                 "0 skips it)")
     bench_cmd.add_argument("--samples", type=lambda text: _whole(text, 2, MAX_SAMPLES),
                            default=100, help="size of the moons set (default 100)")
-    bench_cmd.add_argument("--drawing", action=argparse.BooleanOptionalAction, default=True,
-                           help="also time a layout of about 2,000 boxes and a PNG of 264 "
-                                "(default: on)")
     bench_cmd.add_argument("--json", action="store_true", help="print the figures as JSON")
     bench_cmd.set_defaults(command_parser=bench_cmd)
     return parser
@@ -3660,15 +3618,13 @@ def run_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None
     epochs = task["epochs"] if args.epochs is None else args.epochs
     opt = _make_optimizer(optim, model.parameters(), args.lr, args.weight_decay)
     rng, done, earlier = _resume(args, saved, optim, opt)
-    lr = opt.lr
     show = len(X_train) <= 10 and not args.quiet
     if not args.quiet:
         print(f"dataset {args.dataset}: {len(X_train)} samples of {len(X[0])} inputs"
               + (f", {n_val} held out for validation" if val else ""))
         print(f"model {model}")
-        print(f"loss {loss}, optimizer {optim} (lr {lr:g}), {_plural(epochs, 'epoch')}, "
-              "batch size "
-              f"{args.batch_size or len(X_train)}")
+        print(f"loss {loss}, optimizer {optim} (lr {opt.lr:g}), {_plural(epochs, 'epoch')}, "
+              f"batch size {args.batch_size or len(X_train)}")
     if show:
         width = len(f"{_shown_as(loss)} before:") + 1
         print(f"{'targets:':<{width}}", _format_predictions(y_train))
@@ -3688,16 +3644,9 @@ def run_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None
     if show:
         print(f"{_shown_as(loss) + ' after:':<{width}}",
               _format_predictions(_shown(model, X_train, loss)))
-    final_loss, final_accuracy = evaluate(model, X_train, y_train, loss)
     # the loss of the trained model on every sample, not the mean over the last epoch's steps
-    summary = f"final: loss {_loss(final_loss)}"
-    if final_accuracy is not None:
-        summary += f", accuracy {_percent(final_accuracy)}"
-    if val:
-        val_loss, val_accuracy = evaluate(model, val[0], val[1], loss)
-        summary += f", val_loss {_loss(val_loss)}"
-        if val_accuracy is not None:
-            summary += f", val_accuracy {_percent(val_accuracy)}"
+    summary = "final: " + _metrics(*evaluate(model, X_train, y_train, loss),
+                                   evaluate(model, *val, loss) if val else None, ", ")
     if not epochs:
         print(summary + f" on all {len(X_train)} samples (evaluated only, after "
               f"{_plural(done, 'epoch')} of training)")
@@ -3723,8 +3672,7 @@ def run_bench(args: argparse.Namespace) -> None:
         print(line, file=sys.stderr, flush=True)
 
     say(f"timing {args.steps} steps of each workload (about a minute at the defaults)")
-    result = bench(steps=args.steps, chain=args.chain, samples=args.samples,
-                   drawing=args.drawing, say=say)
+    result = bench(steps=args.steps, chain=args.chain, samples=args.samples, say=say)
     print(json.dumps(result, indent=1) if args.json else format_bench(result))
 
 
