@@ -130,12 +130,15 @@ class Value:
         if n == 0.0:
             dx = 0.0  # x ** 0 is 1 everywhere
         elif x == 0.0 and n < 1.0:
-            dx = math.inf  # the slope of x ** 0.5 at 0; negative exponents failed above
+            dx = n * math.inf  # 0 ** (n - 1) is inf: the slope of x ** 0.5 at 0, say
         else:
             dx = n * Value._power(x, n - 1.0)
         if not isinstance(other, Value):
             return Value(out, (self,), f"**{other}", (dx,))
-        dn = out * math.log(x) if x > 0.0 else 0.0 if x == 0.0 else math.nan  # d/dn = out log x
+        if x == 0.0:  # d/dn = out * log x, with log 0 = -inf, and 0 where n >= 0 (as torch)
+            dn = 0.0 if n >= 0.0 else out * -math.inf
+        else:
+            dn = out * math.log(x) if x > 0.0 else math.nan
         return Value(out, (self, other), "**", (dx, dn))
 
     @staticmethod
@@ -323,12 +326,11 @@ class Value:
             v.grad = 0.0
         self.grad = 1.0
         for node in reversed(order):
-            grad, local_grads = node.grad, node._local_grads
-            if local_grads is None:  # a node made the original way runs its own code
+            if node._local_grads is None:  # a node made the original way runs its own code
                 node._backward()
-            elif not _only_zeros(grad, local_grads):
-                for child, local in zip(node._children, local_grads):
-                    child.grad += local * grad
+            elif not _only_zeros(node):
+                for child, local in zip(node._children, node._local_grads):
+                    child.grad += local * node.grad
         for leaf, grad in earlier:
             leaf.grad = grad + leaf.grad
 
@@ -339,14 +341,20 @@ class Value:
             child.grad += local * self.grad
 
 
-def _only_zeros(grad: float, local_grads: tuple[float, ...]) -> bool:
-    """Whether every local * grad is 0: a zero grad (behind a dead relu, a met margin) or a
-    dead unit's zero locals. Skipping such nodes takes a third off backward() in bench. As
-    inf * 0 is nan and must flow on (PyTorch's rule), sum() checks that every local is
-    finite, at C speed (an overflow only skips the skip)."""
+# PyTorch's relu and clamp select rather than multiply: where they are flat they pass 0, even
+# when the gradient from above is inf or nan (other ops multiply, and inf * 0 is nan)
+_SELECTING_OPS = frozenset({"relu", "relu(dot)", "hinge"})
+
+
+def _only_zeros(node: Value) -> bool:
+    """Whether node passes only zeros: a zero grad (behind a dead relu, a met margin) times
+    finite locals, or a dead unit's zero locals. Skipping such nodes takes a third off
+    backward() in bench. sum() checks that every local is finite, at C speed (an overflow
+    only skips the skip): inf * 0 is nan, which must flow on, as in PyTorch."""
+    grad, local_grads = node.grad, node._local_grads
     if grad == 0.0:
         return math.isfinite(sum(local_grads))
-    return not any(local_grads) and math.isfinite(grad)
+    return not any(local_grads) and (math.isfinite(grad) or node._op in _SELECTING_OPS)
 
 
 def _to_float(x: object) -> float:
@@ -829,7 +837,7 @@ def _cross_entropy_one(logits: tuple[Value, ...], target: int) -> Value:
     top = max(zs)
     exps = [math.exp(z - top) for z in zs]
     total = sum(exps)
-    loss = top + math.log(total) - zs[target]
+    loss = (top - zs[target]) + math.log(total)  # the difference first: exact at any size
     local = tuple(e / total - (i == target) for i, e in enumerate(exps))
     return Value(loss, logits, "ce", local)
 
@@ -866,7 +874,9 @@ def _fma_exact(x: float, y: float, z: float) -> float:
     try:
         (xn, xd), (yn, yd), (zn, zd) = (
             x.as_integer_ratio(), y.as_integer_ratio(), z.as_integer_ratio())
-    except (OverflowError, ValueError):  # inf or nan: there is nothing left to round
+    except (OverflowError, ValueError):  # an inf or a nan: there is nothing left to round
+        if math.isfinite(x) and math.isfinite(y):
+            return z  # x * y is finite, exactly, though it would overflow a float
         return x * y + z
     numerator = xn * yn * zd + zn * xd * yd
     if numerator == 0:  # an exact zero: its sign follows IEEE's rules, as math.fma's does

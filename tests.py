@@ -759,6 +759,30 @@ def test_optimizer_lr_is_settable_and_bad_values_refused():
         mg.SGD([], lr=0.1)
 
 
+def test_centered_rmsprop_keeps_a_parameter_through_a_huge_gradient_as_torch_does():
+    # torch 2.13: two steps of gradient 1e200 leave the parameter at 1.0 (square_avg inf)
+    for fma in (mg._fma_exact, mg._fma):  # the fallback of Pythons before 3.13 too
+        p = Value(1.0)
+        opt = mg.RMSprop([p], lr=0.01, centered=True)
+        original, mg._fma = mg._fma, fma
+        try:
+            for _ in range(2):
+                p.grad = 1e200
+                opt.step()
+        finally:
+            mg._fma = original
+        assert p.data == 1.0 and opt.state[0]["square_avg"] == math.inf
+    assert mg._fma_exact(1e200, 1e200, math.inf) == math.inf  # not inf - inf
+    assert mg._fma_exact(-1e200, 1e200, math.inf) == math.inf
+
+
+def test_cross_entropy_is_right_for_logits_of_any_size():
+    for big in (1e15, 1e300, -1e300):
+        assert mg.cross_entropy([[Value(big), Value(big)]], [0]).data == math.log(2)
+    loss = mg.cross_entropy([[Value(1e15), Value(1e15 + 2.0)]], [0])
+    assert loss.data == pytest.approx(2.0 + math.log1p(math.exp(-2.0)), rel=1e-15)
+
+
 def test_fma_emulation_is_exact():
     from fractions import Fraction
 
@@ -1996,7 +2020,7 @@ def test_skipping_zero_gradients_gives_the_plain_chain_rule_bit_for_bit():
 @pytest.mark.parametrize("build", [
     lambda x: 0.0 * x.sqrt(),  # zero gradient, infinite local gradient: nan, as in PyTorch
     lambda x: (x * math.inf).relu() * 0.0,
-    lambda x: mg.Layer(1, 1, "relu", rng=random.Random(0))([x])[0] * 1e308 * 1e308,
+    lambda x: (x + 1000.0).tanh() * 1e308 * 1e308,  # a flat tanh multiplies: inf * 0
     lambda x: Value.dot([x, x], [Value(math.inf), Value(1.0)]) * 0.0,
 ])
 def test_no_inf_or_nan_local_gradient_is_skipped(build):
@@ -2006,6 +2030,36 @@ def test_no_inf_or_nan_local_gradient_is_skipped(build):
     fast = x.grad
     plain_backward(root)
     assert same_float(fast, x.grad) and math.isnan(fast)
+
+
+def test_relu_and_hinge_select_where_flat_as_pytorch_does():
+    # torch's relu and clamp pass 0 where they are flat, even times an inf or nan from
+    # above (torch 2.13: relu(-1) with gradient inf from above gives 0); abs multiplies
+    x = Value(-1.0)
+    (x.relu() * 1e308 * 1e308).backward()
+    assert x.grad == 0.0
+    neuron = mg.Neuron(2, "relu", rng=random.Random(0))
+    neuron.b.data = -100.0  # dead on this input
+    a, b = Value(0.5), Value(-0.25)
+    (neuron([a, b]) * math.nan).backward()
+    assert all(p.grad == 0.0 for p in neuron.parameters()) and a.grad == b.grad == 0.0
+    s = Value(2.0)
+    (mg.hinge_loss([s], [1.0]) * math.inf).backward()  # the margin is met
+    assert s.grad == 0.0
+    z = Value(0.0)
+    (abs(z) * math.inf).backward()
+    assert math.isnan(z.grad)  # as torch: inf * sgn(0) = inf * 0
+
+
+@pytest.mark.parametrize("exponent,expected", [
+    (math.nan, (math.nan, math.nan, math.nan)),  # torch 2.13, float64: value, d/dx, d/dn
+    (math.inf, (0.0, math.nan, 0.0)),
+    (-math.inf, (math.inf, -math.inf, -math.inf))])
+def test_zero_to_a_nan_or_infinite_power_has_torchs_gradients(exponent, expected):
+    x, n = Value(0.0), Value(exponent)
+    y = x ** n
+    y.backward()
+    assert all(same_float(a, b) for a, b in zip((y.data, x.grad, n.grad), expected))
 
 
 def overlapping_pauses(first_out: str) -> list[bool]:
