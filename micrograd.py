@@ -231,7 +231,8 @@ class Value:
         return x * slope, slope
 
     def leaky_relu(self, negative_slope: float = 0.01) -> Value:
-        return self._activate(Value._leaky_relu_at, "leaky_relu", negative_slope)
+        slope = _option(negative_slope, "negative_slope")
+        return self._activate(Value._leaky_relu_at, "leaky_relu", slope)
 
     @staticmethod
     def _elu_at(x: float, alpha: float = 1.0) -> tuple[float, float]:
@@ -240,7 +241,7 @@ class Value:
         return alpha * math.expm1(x), alpha * math.exp(x)
 
     def elu(self, alpha: float = 1.0) -> Value:
-        return self._activate(Value._elu_at, "elu", alpha)
+        return self._activate(Value._elu_at, "elu", _option(alpha, "alpha"))
 
     @staticmethod
     def _gelu_at(x: float) -> tuple[float, float]:
@@ -363,6 +364,14 @@ def _to_float(x: object) -> float:
         return float(x)
     raise TypeError(
         f"Value needs a real number (int or float), got {type(x).__name__}: {x!r}")
+
+
+def _option(value: object, name: str) -> float:
+    """An option (a slope, a rate) as a Python float: a Value or a str is refused, a numpy
+    number converted, so that no other arithmetic leaks into the graph."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}: {value!r}")
+    return float(value)
 
 
 def _sigmoid(x: float) -> float:
@@ -918,16 +927,23 @@ def _lerp(start: float, end: float, weight: float) -> float:
 
 
 def _check_hyper(name: str, value: float, low: float = 0.0, high: float = math.inf,
-                 high_open: bool = False, low_open: bool = False) -> None:
-    """A setting must be a finite number in its range, or step() could not be trusted."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__}: {value!r}")
+                 high_open: bool = False, low_open: bool = False) -> float:
+    """A setting as a float, which must be finite and in its range, or step() could not be
+    trusted (a numpy float32 would leak its arithmetic into every update)."""
+    value = _option(value, name)
     above = low < value if low_open else low <= value
     below = value < high if high_open else value <= high
     if not (math.isfinite(value) and above and below):
         left, right = "(" if low_open else "[", ")" if high_open else "]"
         raise ValueError(f"invalid {name}: {value!r}; it must be a finite number in "
                          f"{left}{low:g}, {high:g}{right}")
+    return value
+
+
+def _flag(value: object, name: str) -> bool:
+    if isinstance(value, str) or value not in (True, False):
+        raise TypeError(f"{name} must be True or False, got {type(value).__name__}: {value!r}")
+    return bool(value)
 
 
 class Optimizer:
@@ -941,9 +957,8 @@ class Optimizer:
         self.params = list(params)
         if not self.params:
             raise ValueError("the optimizer got an empty parameter list")
-        _check_hyper("learning rate", lr)
-        _check_hyper("weight_decay", weight_decay)
-        self.lr, self.weight_decay = lr, weight_decay
+        self.lr = _check_hyper("learning rate", lr)
+        self.weight_decay = _check_hyper("weight_decay", weight_decay)
         self.state: list[dict[str, float]] = [{} for _ in self.params]
 
     def zero_grad(self) -> None:
@@ -1020,10 +1035,11 @@ class SGD(Optimizer):
     def __init__(self, params: Iterable[Value], lr: float = 0.001, momentum: float = 0.0,
                  dampening: float = 0.0, nesterov: bool = False, weight_decay: float = 0.0):
         super().__init__(params, lr, weight_decay)
-        _check_hyper("momentum", momentum)
+        self.momentum = _check_hyper("momentum", momentum)
+        self.dampening = _check_hyper("dampening", dampening, low=-math.inf)
+        self.nesterov = _flag(nesterov, "nesterov")
         if nesterov and (momentum <= 0 or dampening != 0):
             raise ValueError("nesterov momentum needs momentum > 0 and dampening = 0")
-        self.momentum, self.dampening, self.nesterov = momentum, dampening, nesterov
 
     def _update(self, param: float, grad: float, state: dict[str, float]) -> float:
         if self.momentum:
@@ -1046,10 +1062,11 @@ class Adam(Optimizer):
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0.0):
         super().__init__(params, lr, weight_decay)
-        _check_hyper("beta1", betas[0], high=1.0, high_open=True)
-        _check_hyper("beta2", betas[1], high=1.0, high_open=True)
-        _check_hyper("eps", eps, low_open=True)  # eps = 0 would divide 0 by 0 for a zero grad
-        self.betas, self.eps = betas, eps
+        if isinstance(betas, (str, bytes)) or len(betas) != 2:
+            raise ValueError(f"betas must be a pair of numbers, got {betas!r}")
+        self.betas = (_check_hyper("beta1", betas[0], high=1.0, high_open=True),
+                      _check_hyper("beta2", betas[1], high=1.0, high_open=True))
+        self.eps = _check_hyper("eps", eps, low_open=True)  # 0 would make a zero grad 0 / 0
 
     def _update(self, param: float, grad: float, state: dict[str, float]) -> float:
         beta1, beta2 = self.betas
@@ -1086,10 +1103,10 @@ class RMSprop(Optimizer):
                  eps: float = 1e-8, weight_decay: float = 0.0, momentum: float = 0.0,
                  centered: bool = False):
         super().__init__(params, lr, weight_decay)
-        _check_hyper("alpha", alpha, high=1.0)  # above 1 the average could turn negative
-        _check_hyper("eps", eps, low_open=True)
-        _check_hyper("momentum", momentum)
-        self.alpha, self.eps, self.momentum, self.centered = alpha, eps, momentum, centered
+        self.alpha = _check_hyper("alpha", alpha, high=1.0)  # above 1 it could turn negative
+        self.eps = _check_hyper("eps", eps, low_open=True)
+        self.momentum = _check_hyper("momentum", momentum)
+        self.centered = _flag(centered, "centered")
 
     def _update(self, param: float, grad: float, state: dict[str, float]) -> float:
         alpha = self.alpha
@@ -1118,9 +1135,8 @@ class Adagrad(Optimizer):
     def __init__(self, params: Iterable[Value], lr: float = 0.01, lr_decay: float = 0.0,
                  weight_decay: float = 0.0, eps: float = 1e-10):
         super().__init__(params, lr, weight_decay)
-        _check_hyper("lr_decay", lr_decay)
-        _check_hyper("eps", eps, low_open=True)
-        self.lr_decay, self.eps = lr_decay, eps
+        self.lr_decay = _check_hyper("lr_decay", lr_decay)
+        self.eps = _check_hyper("eps", eps, low_open=True)
 
     def _update(self, param: float, grad: float, state: dict[str, float]) -> float:
         step = state["step"] = state.get("step", 0.0) + 1.0

@@ -1660,6 +1660,46 @@ def test_numpy_numbers_work_everywhere(tmp_path):
     assert (tmp_path / "b.png").stat().st_size > 0
 
 
+def test_options_are_python_floats_inside_the_engine(tmp_path):
+    np = pytest.importorskip("numpy")
+    x = Value(-2.0)
+    for y in (x.leaky_relu(np.float32(0.1)), x.elu(np.float32(0.5))):
+        y.backward()
+        assert type(y.data) is float and all(type(g) is float for g in y._local_grads)
+    for bad in (Value(0.1), "0.1", None):
+        with pytest.raises(TypeError, match="negative_slope must be a number"):
+            x.leaky_relu(bad)
+        with pytest.raises(TypeError, match="alpha must be a number"):
+            x.elu(bad)
+    model = mg.MLP(2, [3, 1], seed=0)
+    opts = [mg.Adam(model.parameters(), lr=np.float32(0.01),
+                    betas=(np.float32(0.8), np.float64(0.9))),
+            mg.AdamW(model.parameters(), weight_decay=np.float32(0.1)),
+            mg.Adagrad(model.parameters(), lr_decay=np.float32(0.01)),
+            mg.SGD(model.parameters(), lr=np.float16(0.1), momentum=np.float32(0.9),
+                   dampening=np.float32(0.1))]
+    for opt in opts:
+        for p in model.parameters():
+            p.grad = 0.5
+        opt.step()
+        settings = [getattr(opt, name) for name in opt.settings]
+        numbers = [v for s in settings for v in (s if isinstance(s, tuple) else (s,))
+                   if not isinstance(s, bool)]
+        assert numbers and all(type(v) is float for v in numbers)
+        assert all(type(p.data) is float for p in model.parameters())
+        assert all(type(v) is float for state in opt.state for v in state.values())
+    model.save(str(tmp_path / "m.json"), {"optimizer_state": opts[0].state_dict()})
+    p = [Value(1.0)]
+    for make, message in ((lambda: mg.Adam(p, betas=(0.9, 0.99, 0.999)), "pair of numbers"),
+                          (lambda: mg.Adam(p, betas="ab"), "pair of numbers"),
+                          (lambda: mg.SGD(p, momentum="0.9"), "momentum must be a number"),
+                          (lambda: mg.SGD(p, dampening=Value(0.1)), "dampening must be a"),
+                          (lambda: mg.RMSprop(p, centered="no"), "centered must be True or"),
+                          (lambda: mg.SGD(p, nesterov="yes"), "nesterov must be True or")):
+        with pytest.raises((TypeError, ValueError), match=message):
+            make()
+
+
 def test_optimizer_settings_that_would_fail_in_step_are_refused():
     p = [Value(1.0)]
     for make in (lambda: mg.Adam(p, eps=0.0), lambda: mg.AdamW(p, eps=0.0),
