@@ -1172,7 +1172,10 @@ def _shuffled(X: list, y: list, rng: random.Random) -> tuple[list, list]:
 
 
 def _jitter(points: list[list[float]], noise: float, rng: random.Random) -> list[list[float]]:
-    return [[c + rng.gauss(0.0, noise) for c in p] for p in points]
+    jittered = [[c + rng.gauss(0.0, noise) for c in p] for p in points]
+    if not all(math.isfinite(c) for p in jittered for c in p):
+        raise ValueError(f"noise {noise!r} is too large: the data overflow to inf")
+    return jittered
 
 
 def _check_size(n: int, noise: float, minimum: int = 2) -> None:
@@ -1234,6 +1237,8 @@ def make_spiral(n: int = 150, classes: int = 3, noise: float = 0.2,
         count = n // classes + (k < n % classes)
         for r, t in zip(_linspace(0.0, 1.0, count), _linspace(4.0 * k, 4.0 * (k + 1), count)):
             t += rng.gauss(0.0, noise)
+            if not math.isfinite(t):
+                raise ValueError(f"noise {noise!r} is too large: the angles overflow to inf")
             X.append([r * math.sin(t), r * math.cos(t)])
             y.append(k)
     return _shuffled(X, y, rng)
@@ -1348,13 +1353,15 @@ def predict(model: Callable, X: Sequence[Sequence[float]]) -> list:
         return _scores([model(x) for x in X])
 
 
-def evaluate(model: Callable, X: Sequence, y: Sequence,
-             loss: str | Callable = "mse") -> tuple[float, float | None]:
-    """(mean loss, accuracy) of the model on X, y, computed without building a graph."""
+def evaluate(model: Callable, X: Sequence, y: Sequence, loss: str | Callable = "mse",
+             threshold: float | None = None) -> tuple[float, float | None]:
+    """(mean loss, accuracy) of the model on X, y, computed without building a graph. A
+    single score is split at `threshold` (by default as _threshold reads the loss and y)."""
     with no_grad():
         outputs = [model(x) for x in X]
         value = _loss_function(loss)(outputs, list(y)).data
-    return value, accuracy(_scores(outputs), y, _threshold(loss, y))
+    threshold = _threshold(loss, y) if threshold is None else threshold
+    return value, accuracy(_scores(outputs), y, threshold)
 
 
 def _loss(value: float) -> str:
@@ -1399,14 +1406,21 @@ class _Progress:
             print(line, flush=True)
 
 
-def _check_finite_data(X: Sequence, y: Sequence) -> None:
-    """Training data must be finite numbers: a nan in it would turn the loss nan at once."""
+def _check_data(X: Sequence, y: Sequence, what: str) -> None:
+    """Data must be rows of one length, as many as the labels, of finite numbers: a bad
+    sample met in the middle of a run would leave the model half-trained."""
+    if len(X) == 0 or len(X) != len(y):
+        raise ValueError(f"train needs as many labels as samples in its {what} data, got "
+                         f"{len(X)} and {len(y)}")
+    x_name, y_name = ("X", "y") if what == "training" else ("val X", "val y")
     for i, (x, t) in enumerate(zip(X, y)):
+        if len(x) != len(X[0]):
+            raise ValueError(f"{x_name}[{i}] has {len(x)} inputs, {x_name}[0] {len(X[0])}")
         for j, v in enumerate(x):
             if not math.isfinite(v):
-                raise ValueError(f"X[{i}][{j}] is {v}: training needs finite inputs")
+                raise ValueError(f"{x_name}[{i}][{j}] is {v}: training needs finite inputs")
         if isinstance(t, numbers.Real) and not math.isfinite(t):
-            raise ValueError(f"y[{i}] is {t}: training needs finite targets")
+            raise ValueError(f"{y_name}[{i}] is {t}: training needs finite targets")
 
 
 def _divergence(what: str, epoch: int, opt: Optimizer, before_any_step: bool) -> str:
@@ -1460,15 +1474,23 @@ def train(model: Module, X: Sequence[Sequence[float]], y: Sequence, loss: str | 
     mean loss is backpropagated and the optimizer steps. The same seed, the same run, bit
     for bit. `optimizer`: a name from OPTIMIZERS (`lr` defaults to DEFAULT_LR) or an
     Optimizer. `on_epoch(epoch, model, history)` is called after each epoch."""
+    if get_ident() in _no_grad_threads:
+        raise RuntimeError("train() cannot learn inside no_grad(): no graph is built there, "
+                           "so no gradient flows; call it outside the with block")
     n = len(X)
-    if n == 0 or n != len(y):
-        raise ValueError(f"train needs as many labels as samples, got {n} and {len(y)}")
     if epochs < 1:
         raise ValueError(f"epochs must be at least 1, got {epochs!r}")
     batch_size = n if batch_size is None else batch_size
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size!r}")
-    _check_finite_data(X, y)
+    _check_data(X, y, "training")
+    if val is not None:
+        _check_data(val[0], val[1], "validation")
+        if len(val[0][0]) != len(X[0]):
+            raise ValueError(f"validation samples have {len(val[0][0])} inputs, training "
+                             f"samples {len(X[0])}")
+    # one cut-off between two classes for training and validation alike (see _threshold)
+    threshold = _threshold(loss, list(y) + (list(val[1]) if val is not None else []))
     history, progress = History(), _Progress(epochs, verbose)
     loss_fn = _loss_function(loss)
     opt = _make_optimizer(optimizer, model.parameters(), lr, weight_decay)
@@ -1508,9 +1530,9 @@ def train(model: Module, X: Sequence[Sequence[float]], y: Sequence, loss: str | 
                 scores += _scores(outputs)
                 labels += targets
             history.loss.append(total / n)
-            history.accuracy.append(accuracy(scores, labels, _threshold(loss, labels)))
+            history.accuracy.append(accuracy(scores, labels, threshold))
             if val is not None:
-                val_loss, val_accuracy = evaluate(model, val[0], val[1], loss_fn)
+                val_loss, val_accuracy = evaluate(model, val[0], val[1], loss_fn, threshold)
                 history.val_loss.append(val_loss)
                 history.val_accuracy.append(val_accuracy)
             history.seconds.append(time.perf_counter() - start)
@@ -1519,7 +1541,7 @@ def train(model: Module, X: Sequence[Sequence[float]], y: Sequence, loss: str | 
                 on_epoch(epoch, model, history)
         # the checks above see each step's loss before the step: the last step's result
         # is seen only here
-        final_loss = evaluate(model, X, y, loss_fn)[0]
+        final_loss = evaluate(model, X, y, loss_fn, threshold)[0]
         if not math.isfinite(final_loss):
             raise TrainingError(_divergence(
                 f"after the last step the loss is {final_loss}", epochs, opt, False))
@@ -3443,7 +3465,7 @@ def _targets_for(loss: str, y: list, classes: int) -> list:
     return [1.0 if t > 0 else -1.0 for t in y]
 
 
-def _load_data(args: argparse.Namespace) -> tuple[list, list]:
+def _load_data(args: argparse.Namespace, parser: argparse.ArgumentParser) -> tuple[list, list]:
     maker = DATASETS[args.dataset]
     if args.dataset in ("toy", "xor"):
         return maker()
@@ -3454,8 +3476,8 @@ def _load_data(args: argparse.Namespace) -> tuple[list, list]:
         options["noise"] = args.noise
     try:
         return maker(**options)
-    except ValueError as e:
-        raise CommandError(f"cannot make the {args.dataset} dataset: {e}") from None
+    except ValueError as e:  # --samples or --noise out of what the maker can make
+        parser.error(f"cannot make the {args.dataset} dataset: {e}")
 
 
 def _load_model(path: str) -> tuple[MLP, dict | None]:
@@ -3582,7 +3604,7 @@ def _resume(args: argparse.Namespace, saved: dict | None, optim: str,
 
 def run_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     task = TASKS[args.dataset]
-    X, y = _load_data(args)
+    X, y = _load_data(args, parser)
     for flag in ("boundary", "animate"):
         if getattr(args, flag) and len(X[0]) != 2:
             parser.error(f"--{flag} draws datasets with 2 inputs; {args.dataset} has "
@@ -3659,7 +3681,7 @@ def run_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None
     start = time.perf_counter()
     history = History()
     try:
-        frames = _Frames(X_train, epochs, _threshold(loss, y_train)) if args.animate else None
+        frames = _Frames(X_train, epochs, _threshold(loss, targets)) if args.animate else None
         if epochs:
             history = train(model, X_train, y_train, loss=loss, optimizer=opt, epochs=epochs,
                             batch_size=args.batch_size, val=val, verbose=not args.quiet,
@@ -3671,8 +3693,10 @@ def run_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None
         print(f"{_shown_as(loss) + ' after:':<{width}}",
               _format_predictions(_shown(model, X_train, loss)))
     # the loss of the trained model on every sample, not the mean over the last epoch's steps
-    summary = "final: " + _metrics(*evaluate(model, X_train, y_train, loss),
-                                   evaluate(model, *val, loss) if val else None, ", ")
+    threshold = _threshold(loss, targets)  # as train() reads both sets: one cut-off
+    summary = "final: " + _metrics(*evaluate(model, X_train, y_train, loss, threshold),
+                                   evaluate(model, *val, loss, threshold) if val else None,
+                                   ", ")
     if not epochs:
         print(summary + f" on all {len(X_train)} samples (evaluated only, after "
               f"{_plural(done, 'epoch')} of training)")

@@ -918,6 +918,46 @@ def test_gc_state_restored_after_train_even_when_it_raises():
             gc.enable()
 
 
+def test_training_that_cannot_train_says_so_before_changing_anything():
+    X, y = mg.make_moons(20, seed=0)
+    model = mg.MLP(2, [3, 1], seed=0)
+    before = model.state_dict()
+    with mg.no_grad(), pytest.raises(RuntimeError, match="inside no_grad"):
+        mg.train(model, X, y, epochs=2, verbose=False)
+    bad_sets = [(([[0.0, 1.0], [1.0]], [0, 1]), r"val X\[1\] has 1 inputs"),
+                (([], []), "validation data, got 0 and 0"),
+                (([[0.0, math.nan]], [1]), r"val X\[0\]\[1\] is nan"),
+                (([[0.0, 1.0]], [math.inf]), r"val y\[0\] is inf"),
+                (([[0.0, 1.0, 2.0]], [1]), "validation samples have 3 inputs")]
+    for val, message in bad_sets:
+        with pytest.raises(ValueError, match=message):
+            mg.train(model, X, y, epochs=2, verbose=False, val=val)
+    with pytest.raises(ValueError, match=r"X\[7\] has 1 inputs"):
+        mg.train(model, X[:7] + [[1.0]] + X[8:], y, epochs=2, verbose=False)
+    assert model.state_dict() == before  # no run that failed changed the model
+
+
+def test_validation_is_read_at_the_training_cut_off():
+    # -1/+1 targets with squared error split at 0; a validation set of +1 only must not be
+    # read as 0/1 labels split at 0.5
+    X, y = mg.make_toy()
+    model = mg.MLP(3, [4, 4, 1], seed=0)
+    history = mg.train(model, X, y, epochs=2, lr=0.1, verbose=False,
+                       val=([X[0], X[3]], [1.0, 1.0]))
+    scores = mg.predict(model, [X[0], X[3]])
+    assert 0 < min(scores) < 0.5  # right at 0, wrong at 0.5: the cut-off decides
+    assert history.val_accuracy[-1] == 1.0 and history.accuracy[-1] == 1.0
+
+
+def test_noise_that_overflows_the_data_is_refused():
+    for maker in (mg.make_moons, mg.make_circles, mg.make_spiral):
+        with pytest.raises(ValueError, match=r"noise 1e\+308 is too large"):
+            maker(noise=1e308)
+    result = run_cli("train", "--dataset", "moons", "--noise", "1e308")
+    assert result.returncode == 2 and "noise 1e+308 is too large" in result.stderr
+    assert "usage:" in result.stderr and "Traceback" not in result.stderr
+
+
 def test_predict_and_evaluate_build_no_graph():
     model = mg.MLP(2, [3, 1], seed=0)
     with mg.no_grad():
