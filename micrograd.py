@@ -940,6 +940,12 @@ def _check_hyper(name: str, value: float, low: float = 0.0, high: float = math.i
     return value
 
 
+def _mapping(value: object, name: str) -> dict:
+    if not isinstance(value, dict):
+        raise TypeError(f"{name} must be a mapping, got {type(value).__name__}")
+    return value
+
+
 def _flag(value: object, name: str) -> bool:
     if isinstance(value, str) or value not in (True, False):
         raise TypeError(f"{name} must be True or False, got {type(value).__name__}: {value!r}")
@@ -993,33 +999,44 @@ class Optimizer:
 
     def load_state_dict(self, state_dict: dict) -> None:
         """Take settings and state from state_dict(); everything is checked first, so a bad
-        one is a ValueError that changes nothing."""
+        one is a ValueError that names what is wrong and changes nothing."""
         try:
-            (group,) = state_dict["param_groups"]
-            settings = {name: group[name] for name in self.settings}
-            if "betas" in settings:
-                settings["betas"] = tuple(settings["betas"])
+            groups = _mapping(state_dict, "state_dict")["param_groups"]
+            if not isinstance(groups, list) or len(groups) != 1:
+                raise ValueError(f"param_groups must be a list of one group, got {groups!r}")
+            group = groups[0]
+            settings = {name: _mapping(group, "param_groups[0]")[name] for name in self.settings}
             if len(group["params"]) != len(self.params):
                 raise ValueError(f"it holds {len(group['params'])} parameters, this "
                                  f"optimizer {len(self.params)}")
-            type(self)(self.params, **settings)  # the constructor's checks, nothing more
+            checked = type(self)(self.params, **settings)  # the constructor's checks
             states = [{} for _ in self.params]
-            for index, state in state_dict["state"].items():
-                states[int(index)] = self._checked_state(state)
-        except (KeyError, TypeError, ValueError, IndexError) as e:
-            raise ValueError(f"not a state_dict of this {type(self).__name__}: {e}") from None
-        for name, value in settings.items():
-            setattr(self, name, value)
+            for index, state in _mapping(state_dict["state"], "state").items():
+                if not str(index).isdigit() or int(index) >= len(self.params):
+                    raise ValueError(f"state {index!r} names no parameter (0 to "
+                                     f"{len(self.params) - 1})")
+                states[int(index)] = self._checked_state(state, f"state {index}")
+        except (KeyError, TypeError, ValueError) as e:
+            missing = f"{e} is missing" if isinstance(e, KeyError) else e
+            raise ValueError(f"not a state_dict of this {type(self).__name__}: {missing}"
+                             ) from None
+        for name in self.settings:
+            setattr(self, name, getattr(checked, name))
         self.state = states
 
-    def _checked_state(self, state: dict) -> dict[str, float]:
-        if not isinstance(state, dict) or not set(state) <= self.state_names:
-            raise ValueError(f"a parameter's state holds {sorted(state)}, expected some of "
+    # what a parameter's state may hold, and the least each value may be
+    _STATE_LOWEST = {"step": 0.0, "exp_avg_sq": 0.0, "square_avg": 0.0, "sum": 0.0}
+
+    def _checked_state(self, state: dict, where: str) -> dict[str, float]:
+        if not set(_mapping(state, where)) <= self.state_names:
+            raise ValueError(f"{where} holds {sorted(state)}, expected some of "
                              f"{sorted(self.state_names)}")
-        if not all(isinstance(v, (int, float)) and not isinstance(v, bool)
-                   and math.isfinite(v) for v in state.values()):
-            raise ValueError(f"a parameter's state holds a value that is not a finite "
-                             f"number: {state}")
+        for key, value in state.items():
+            if (isinstance(value, bool) or not isinstance(value, (int, float))
+                    or not math.isfinite(value)):
+                raise ValueError(f"{where}: {key} is {value!r}, not a finite number")
+            if value < self._STATE_LOWEST.get(key, -math.inf):
+                raise ValueError(f"{where}: {key} is {value!r}; it cannot be negative")
         return {k: float(v) for k, v in state.items()}
 
     def __repr__(self) -> str:
@@ -1062,7 +1079,7 @@ class Adam(Optimizer):
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0.0):
         super().__init__(params, lr, weight_decay)
-        if isinstance(betas, (str, bytes)) or len(betas) != 2:
+        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
             raise ValueError(f"betas must be a pair of numbers, got {betas!r}")
         self.betas = (_check_hyper("beta1", betas[0], high=1.0, high_open=True),
                       _check_hyper("beta2", betas[1], high=1.0, high_open=True))
@@ -1747,6 +1764,7 @@ def _parameter_count(cls: type[Module], config: dict) -> int:
 
 def _history_from(state: dict) -> History:
     """A History from its state_dict(), as a saved run holds it, checked."""
+    _mapping(state, "history")
     history = History()
     for name in ("loss", "accuracy", "val_loss", "val_accuracy"):
         values = state.get(name, [])
@@ -3572,13 +3590,32 @@ def _write_outputs(args: argparse.Namespace, model: MLP, history: History, X: li
         _say(args, f"graph of the loss of sample 0 saved to {args.graph}")
 
 
-def _resume(args: argparse.Namespace, saved: dict | None, optim: str,
-            opt: Optimizer) -> tuple[random.Random, int, History]:
+def _data_settings(args: argparse.Namespace, loss: str, samples: int) -> dict:
+    """What decides the data a run trains on, as a saved run records it."""
+    maker = inspect.signature(DATASETS[args.dataset]).parameters
+    made = "seed" in maker  # toy and xor are fixed sets
+    noise = args.noise if args.noise is not None else maker["noise"].default if made else None
+    return {"dataset": args.dataset, "samples": samples, "noise": noise,
+            "seed": args.seed if made else None, "loss": loss, "val_split": args.val_split}
+
+
+def _resume(args: argparse.Namespace, saved: dict | None, optim: str, opt: Optimizer,
+            data: dict) -> tuple[random.Random, int, History]:
     """The shuffling generator, the epochs done so far and what they measured: fresh, or
     as a saved run left them, whose optimizer state then goes into opt (if it is the same
-    optimizer)."""
+    optimizer). Training goes on only on the data the run was trained on."""
     if saved is None:
         return random.Random(args.seed), 0, History()
+    trained_on = saved.get("data", data)  # runs saved before it was recorded: as now
+    if not isinstance(trained_on, dict):
+        raise CommandError(f"cannot resume from {args.load}: data must be a JSON object")
+    if trained_on != data:
+        other = ", ".join(f"{key} {trained_on.get(key)!r} there, {value!r} here"
+                          for key, value in data.items() if trained_on.get(key) != value)
+        if args.epochs != 0:
+            raise CommandError(f"cannot resume from {args.load}: it was trained on other "
+                               f"data ({other}); give the same data flags")
+        _say(args, f"note: {args.load} was trained on other data ({other})")
     try:
         rng = random.Random()
         version, internal, gauss = saved["generator"]
@@ -3596,7 +3633,9 @@ def _resume(args: argparse.Namespace, saved: dict | None, optim: str,
         else:
             _say(args, f"{args.load} was trained with {saved['optimizer']}: {optim} starts "
                        "afresh")
-    except (KeyError, TypeError, ValueError, OverflowError) as e:
+    except KeyError as e:
+        raise CommandError(f"cannot resume from {args.load}: {e} is missing") from None
+    except (TypeError, ValueError, OverflowError) as e:
         raise CommandError(f"cannot resume from {args.load}: {e}") from None
     _say(args, f"resuming from {args.load} after {_plural(done, 'epoch')}")
     return rng, done, earlier
@@ -3665,7 +3704,8 @@ def run_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None
     optim = args.optim or task["optim"]
     epochs = task["epochs"] if args.epochs is None else args.epochs
     opt = _make_optimizer(optim, model.parameters(), args.lr, args.weight_decay)
-    rng, done, earlier = _resume(args, saved, optim, opt)
+    data = _data_settings(args, loss, len(X))
+    rng, done, earlier = _resume(args, saved, optim, opt, data)
     show = len(X_train) <= 10 and not args.quiet
     if not args.quiet:
         print(f"dataset {args.dataset}: {len(X_train)} samples of {len(X[0])} inputs"
@@ -3708,7 +3748,7 @@ def run_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None
     history = earlier
     training = {"optimizer": optim, "optimizer_state": opt.state_dict(),
                 "epochs": done + epochs, "generator": rng.getstate(),
-                "history": history.state_dict()}
+                "history": history.state_dict(), "data": data}
     _write_outputs(args, model, history, X_train, y_train, loss, val, training)
     if frames is not None:
         _say(args, f"drawing {len(frames.frames)} frames of {args.animate}...")

@@ -958,6 +958,74 @@ def test_noise_that_overflows_the_data_is_refused():
     assert "usage:" in result.stderr and "Traceback" not in result.stderr
 
 
+def test_load_state_dict_refuses_bad_states_and_changes_nothing():
+    params = [Value(1.0), Value(2.0)]
+    opt = mg.Adam(params, lr=0.1)
+    for p in params:
+        p.grad = 0.5
+    opt.step()
+    good = opt.state_dict()
+    cases = [
+        (lambda d: d["state"]["0"].update(exp_avg_sq=-1.0), "state 0: exp_avg_sq is -1.0"),
+        (lambda d: d["state"]["1"].update(step=-3), "state 1: step is -3"),
+        (lambda d: d.update(state=[]), "state must be a mapping, got list"),
+        (lambda d: d.update(state=None), "state must be a mapping, got NoneType"),
+        (lambda d: d["state"].update({"-1": {"step": 1.0}}), "state '-1' names no parameter"),
+        (lambda d: d["state"].update({"2": {"step": 1.0}}), "state '2' names no parameter"),
+        (lambda d: d["param_groups"][0].update(betas=[0.9, 0.99, 0.999]), "pair of numbers"),
+        (lambda d: d["param_groups"][0].update(betas=None), "betas"),
+        (lambda d: d["state"]["0"].update(exp_avg=None), "exp_avg is None"),
+        (lambda d: d["param_groups"][0].pop("eps"), "'eps' is missing"),
+        (lambda d: d.update(param_groups={}), "param_groups"),
+    ]
+    for spoil, message in cases:
+        bad = json.loads(json.dumps(good))
+        spoil(bad)
+        with pytest.raises(ValueError, match=re.escape(message)):
+            opt.load_state_dict(bad)
+        assert json.dumps(opt.state_dict()) == json.dumps(good)  # nothing changed
+    opt.load_state_dict(json.loads(json.dumps(good)))  # keys as JSON gives them: "0", "1"
+    assert opt.state_dict()["state"] == good["state"]
+
+
+def test_resuming_refuses_bad_files_in_one_line_and_other_data(tmp_path):
+    assert mg.main(["train", "--dataset", "moons", "--samples", "20", "--epochs", "2",
+                    "--save", str(tmp_path / "m.json"), "--quiet"]) == 0
+    saved = json.loads((tmp_path / "m.json").read_text())
+    assert saved["training"]["data"] == {"dataset": "moons", "samples": 20, "noise": 0.1,
+                                         "seed": 0, "loss": "hinge", "val_split": 0.0}
+    spoilers = [
+        (lambda t: t["optimizer_state"]["state"]["0"].update(exp_avg_sq=-1), "exp_avg_sq"),
+        (lambda t: t["optimizer_state"].update(state=[]), "state must be a mapping"),
+        (lambda t: t["optimizer_state"]["param_groups"][0].update(betas=[0.9, 0.9, 0.9]),
+         "betas"),
+        (lambda t: t.update(history=[]), "history must be a mapping"),
+        (lambda t: t["history"].update(loss="x"), "history.loss"),
+        (lambda t: t.update(generator=None), "cannot resume"),
+        (lambda t: t.update(epochs=-2), "epochs must be a whole number"),
+        (lambda t: t.update(data=[]), "data must be a JSON object"),
+        (lambda t: t.pop("generator"), "'generator' is missing"),
+    ]
+    for spoil, message in spoilers:
+        bad = json.loads(json.dumps(saved))
+        spoil(bad["training"])
+        (tmp_path / "bad.json").write_text(json.dumps(bad))
+        result = run_cli("train", "--dataset", "moons", "--samples", "20", "--load",
+                         str(tmp_path / "bad.json"), "--save", str(tmp_path / "bad.json"),
+                         cwd=tmp_path)
+        assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+        assert message in result.stderr and len(result.stderr.splitlines()) == 1, message
+        assert json.loads((tmp_path / "bad.json").read_text()) == bad  # left as it was
+    # other data: refused for training on, noted for evaluating
+    result = run_cli("train", "--dataset", "moons", "--samples", "30", "--load",
+                     str(tmp_path / "m.json"), cwd=tmp_path)
+    assert result.returncode == 1 and "trained on other data (samples 20 there, 30 here)" \
+        in result.stderr
+    result = run_cli("train", "--dataset", "moons", "--noise", "0.3", "--epochs", "0",
+                     "--samples", "20", "--load", str(tmp_path / "m.json"), cwd=tmp_path)
+    assert result.returncode == 0 and "noise 0.1 there, 0.3 here" in result.stdout
+
+
 def test_predict_and_evaluate_build_no_graph():
     model = mg.MLP(2, [3, 1], seed=0)
     with mg.no_grad():
