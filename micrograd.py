@@ -588,11 +588,11 @@ class Module:
 def _first_non_finite(module: Module) -> str | None:
     """'name[i][j] = value' for the first nan or infinite parameter, or None."""
     for key, values in module.named_values().items():
-        todo = [(key, values)]
+        todo = [(key, values)]  # a stack, its next item last: linear in the model's size
         while todo:
-            name, item = todo.pop(0)
+            name, item = todo.pop()
             if isinstance(item, list):
-                todo[:0] = [(f"{name}[{i}]", x) for i, x in enumerate(item)]
+                todo += [(f"{name}[{i}]", x) for i, x in reversed(list(enumerate(item)))]
             elif not math.isfinite(item.data):
                 return f"{name} = {item.data}"
     return None
@@ -1583,6 +1583,8 @@ def _save_target(path: str) -> tuple[str, os.stat_result | None]:
     """The file a save to path replaces (through a symlink, what it points to) and its
     status, or None if it does not exist yet. Anything but a writable regular file is an
     OSError that says what it is, and is left as it was."""
+    if path.endswith(("/", os.sep)):  # as open() and cp refuse it
+        raise IsADirectoryError(errno.EISDIR, "the name ends in a slash, as a folder's does")
     target = os.path.realpath(path)
     try:
         st = os.stat(target)
@@ -1606,18 +1608,16 @@ def _replacing(path: str) -> Iterator[typing.BinaryIO]:
 
     A reader never sees half a file, and a failure leaves any earlier file untouched. The new
     file keeps the old one's permission bits (a new one gets what the umask gives, as with
-    open()); its data reaches the disk before the rename. The temporary file has one name per
-    target, so a save killed half-way leaves at most one, which the next save replaces.
+    open()); its data reaches the disk before the rename. A save killed half-way leaves its
+    temporary file, which the next save to that target removes.
     """
     target, old = _save_target(path)
     folder, name = os.path.split(target)
-    tmp = os.path.join(folder, f".{name}.tmp")
+    _remove_stale_temporaries(folder, name)
+    # a name of its own for each save, so that two saves at once do not write one file
+    tmp = os.path.join(folder, f".{name}.{os.getpid()}-{threading.get_ident()}.tmp")
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
-    try:
-        fd = os.open(tmp, flags, 0o666)
-    except FileExistsError:  # left by a save that was killed: ours to replace
-        os.unlink(tmp)
-        fd = os.open(tmp, flags, 0o666)
+    fd = os.open(tmp, flags, 0o666)
     try:
         with os.fdopen(fd, "wb") as f:
             if old is not None:
@@ -1631,6 +1631,29 @@ def _replacing(path: str) -> Iterator[typing.BinaryIO]:
             os.unlink(tmp)
         raise
     _sync_folder(folder)
+
+
+def _remove_stale_temporaries(folder: str, name: str) -> None:
+    """Remove the temporary files left beside name by saves whose process has died."""
+    prefix = f".{name}."
+    for entry in os.listdir(folder or "."):
+        pid = entry[len(prefix):].split("-")[0]
+        if entry.startswith(prefix) and entry.endswith(".tmp") and pid.isdigit() and \
+                not _running(int(pid)):
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(folder, entry))
+
+
+def _running(pid: int) -> bool:
+    if os.name != "posix":  # elsewhere os.kill(pid, 0) would end the process
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # it runs, as someone else
+        return True
+    return True
 
 
 def _sync_folder(folder: str) -> None:
@@ -3295,6 +3318,8 @@ def _layer_sizes(text: str) -> list[int]:
 def _path(text: str) -> str:
     if not text:
         raise argparse.ArgumentTypeError("the file name is empty")
+    if text.endswith(("/", os.sep)):
+        raise argparse.ArgumentTypeError(f"{text!r} ends in a slash: name a file, not a folder")
     return text
 
 
@@ -3666,8 +3691,15 @@ def run_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None
         except ImportError:
             raise CommandError(f"--{drawings[0]} needs matplotlib, which is not installed "
                                "(pip install matplotlib)") from None
-    for path in (args.save, args.plot, args.boundary, args.graph, args.animate):
-        _check_folder(path)
+    outputs: dict[str, str] = {}  # real path -> the flag that writes it
+    for flag in ("save", "plot", "boundary", "graph", "animate"):
+        path = getattr(args, flag)
+        if path and os.path.realpath(path) in outputs:
+            parser.error(f"--{outputs[os.path.realpath(path)]} and --{flag} both name "
+                         f"{path}: give each output a file of its own")
+        if path:
+            outputs[os.path.realpath(path)] = flag
+            _check_folder(path)
     loss = args.loss or task["loss"]
     classes = len(set(y))
     targets = _targets_for(loss, y, classes)

@@ -1937,8 +1937,55 @@ def test_a_killed_save_leaves_at_most_one_temporary_file(tmp_path):
         process.wait(10)
         process.stdout.close()
         assert len(list(tmp_path.iterdir())) <= 2  # m.json and at most one temporary file
+        if (tmp_path / "m.json").exists():  # the survivor is a whole model
+            assert mg.MLP.load(str(tmp_path / "m.json")).nouts == [300]
     mg.MLP(2, [1], seed=0).save(str(tmp_path / "m.json"))
     assert [p.name for p in tmp_path.iterdir()] == ["m.json"]
+
+
+def test_two_saves_to_one_path_at_once_both_succeed_with_one_whole_file(tmp_path):
+    path = str(tmp_path / "m.json")
+    models = [mg.MLP(50, [60, 1], seed=seed) for seed in (1, 2)]
+    errors = []
+
+    def save_often(model):
+        try:
+            for _ in range(15):
+                model.save(path)
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [run_in_thread(lambda m=m: save_often(m)) for m in models]
+    for t in threads:
+        t.join(60)
+    assert errors == [] and [p.name for p in tmp_path.iterdir()] == ["m.json"]
+    loaded = mg.MLP.load(path).state_dict()
+    assert loaded in [m.state_dict() for m in models]
+
+
+def test_a_name_ending_in_a_slash_or_given_twice_is_refused(tmp_path):
+    with pytest.raises(IsADirectoryError, match="ends in a slash"):
+        mg.MLP(2, [1], seed=0).save(str(tmp_path / "model") + "/")
+    for flags, message in ((["--save", "out/"], "ends in a slash"),
+                           (["--save", "out.png", "--plot", "out.png"],
+                            "--save and --plot both name out.png"),
+                           (["--dataset", "moons", "--boundary", "b.png", "--graph",
+                             "./b.png"], "--boundary and --graph both name ./b.png")):
+        result = run_cli("train", *flags, cwd=tmp_path)
+        assert result.returncode == 2 and message in result.stderr, result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_checking_a_model_takes_time_linear_in_its_size():
+    def seconds(n: int) -> float:
+        model = mg.Layer(n, 1, rng=random.Random(0))
+        start = time.perf_counter()
+        assert mg._first_non_finite(model) is None
+        return time.perf_counter() - start
+
+    seconds(1000)  # warm up
+    # eight times the weights take about eight times as long (a quadratic check: 64 times)
+    assert seconds(80_000) < 20 * seconds(10_000)
 
 
 def test_a_model_with_a_non_finite_weight_is_not_saved(tmp_path):
