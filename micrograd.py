@@ -433,6 +433,10 @@ def gradcheck(f: Callable[..., Value], inputs: Sequence[float], eps: float = 1e-
               tol: float = 1e-6) -> bool:
     """Compare backward() with central differences of f(*inputs); raise ValueError on a miss.
     The tolerance is relative to the larger of 1 and the finite-difference slope."""
+    for name, value in (("eps", eps), ("tol", tol)):
+        if not _option(value, name) > 0.0 or not math.isfinite(value):
+            raise ValueError(f"gradcheck needs {name} to be a finite number above 0, "
+                             f"got {value!r}")
     xs = [float(x) for x in inputs]
     values = [Value(x) for x in xs]
     f(*values).backward()
@@ -467,9 +471,15 @@ def explain(root: Value, full: bool = False, head: int = 35, tail: int = 15) -> 
     if root.grad != 1.0:
         raise ValueError("explain() shows what backward() computed: call root.backward() "
                          "first")
-    names: dict[Value, str] = {}
-    for v in order:
-        names[v] = v.label or f"n{len(names) + 1}"
+    for name, count in (("head", head), ("tail", tail)):
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            raise ValueError(f"explain needs {name} to be a whole number >= 0, got {count!r}")
+    labels, names, unnamed = {v.label for v in order}, {}, 0
+    for v in order:  # n1, n2, ... for the unlabelled, skipping any name a label has
+        while not v.label and f"n{unnamed + 1}" in labels:
+            unnamed += 1
+        unnamed += not v.label
+        names[v] = v.label or f"n{unnamed}"
     parents: dict[Value, list[tuple[Value, float | None]]] = {v: [] for v in order}
     for v in order:
         locals_ = v._local_grads or [None] * len(v._children)
@@ -491,7 +501,7 @@ def explain(root: Value, full: bool = False, head: int = 35, tail: int = 15) -> 
     if not full and len(lines) > head + tail + 1:
         hidden = len(lines) - head - tail
         lines = [*lines[:head], f"... {hidden} more lines (explain(root, full=True) shows "
-                 "them all) ...", *lines[-tail:]]
+                 "them all) ...", *lines[len(lines) - tail:]]
     return "\n".join(lines)
 
 
@@ -2487,7 +2497,8 @@ def _gradient_fills(fig: Figure, values: list[Value], width: float,
     from matplotlib.colors import TwoSlopeNorm
 
     finite = [abs(v.grad) for v in values if math.isfinite(v.grad)]
-    reach = max(finite, default=0.0) or 1.0
+    # capped: a scale reaching the largest float overflows the colour bar's arithmetic
+    reach = min(max(finite, default=0.0) or 1.0, 1e300)
     scale = ScalarMappable(TwoSlopeNorm(0.0, -reach, reach), "coolwarm")
     total = width + bar
     height_pt = fig.get_size_inches()[1] * 72.0
@@ -2674,6 +2685,8 @@ def plot_history(history: History, path: str | None = None, show: bool = False,
         _epoch_axis(ax)
         ax.set_ylabel(name)
         ax.legend(loc="best", frameon=True, framealpha=0.9)
+    if max(map(abs, filter(math.isfinite, history.loss + history.val_loss)), default=0) > 1e100:
+        panels[0].set_yscale("log")  # near the float limit a linear axis overflows
     if has_accuracy:
         panels[1].set_ylim(-2, 102)
     loss_name = f"{history.loss_name} loss" if history.loss_name else "loss"
@@ -2780,6 +2793,12 @@ def plot_decision_boundary(model: Callable, X: Sequence[Sequence[float]], y: Seq
         raise ValueError("plot_decision_boundary needs samples with 2 inputs, got "
                          f"{len(X[0]) if X else 0}")
     val_X, val_y = ([list(map(float, p)) for p in val[0]], list(val[1])) if val else ([], [])
+    for name, points in (("X", X), ("val X", val_X)):
+        for i, p in enumerate(points):
+            for j, v in enumerate(p):
+                if not math.isfinite(v):
+                    raise ValueError(f"{name}[{i}][{j}] is {v}: a boundary plot needs "
+                                     "finite inputs")
     split = 0.0 if loss is None else _threshold(loss, y + val_y)
     gx, gy = _grid(X + val_X, resolution)
     scores = predict(model, [[a, b] for b in gy for a in gx])

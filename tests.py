@@ -1981,9 +1981,11 @@ def test_checking_a_model_takes_time_linear_in_its_size():
         model = mg.Layer(n, 1, rng=random.Random(0))
         runs = []
         for _ in range(3):
+            gc.disable()  # its scans of the names made would blur the count
             start = time.perf_counter()
             assert mg._first_non_finite(model) is None
             runs.append(time.perf_counter() - start)
+            gc.enable()
         return min(runs)
 
     # sixteen times the weights take about sixteen times as long (quadratic: 256 times)
@@ -3157,6 +3159,66 @@ def test_explain_shortens_a_big_graph_unless_asked_for_all():
                          "all) ...")
     assert lines[36:] == full.splitlines()[-15:]
     assert any("L1.N0.w" in line for line in full.splitlines())  # parameters by their names
+
+
+def test_explain_names_never_collide_and_counts_mean_what_they_say():
+    a, b = Value(2.0, "n1"), Value(3.0)  # a user's label that looks like a generated name
+    root = a * b + b
+    root.backward()
+    lines = mg.explain(root, full=True).splitlines()
+    assert lines[0] == "dn2/dn2 = 1.0000"  # the root: n1 is taken by a, so n2
+    assert lines[1] == "dn2/dn3 = dn2/dn2 * dn2/dn3 = 1.0000 * 1.0000 = 1.0000"
+    assert lines[2:] == [  # b, used twice, is n4; a keeps its label n1
+        "dn2/dn4 = dn2/dn2 * dn2/dn4 + dn2/dn3 * dn3/dn4 = 1.0000 * 1.0000 + 1.0000 * 2.0000"
+        " = 3.0000", "dn2/dn1 = dn2/dn3 * dn3/dn1 = 1.0000 * 3.0000 = 3.0000"]
+    plain = Value(1.5) * Value(2.0)
+    plain.backward()
+    assert mg.explain(plain).splitlines()[0] == "dn1/dn1 = 1.0000"  # counting from 1
+    loss = mlp_sample_loss(3, [4, 4], "mse", "tanh")[0]
+    full = mg.explain(loss, full=True).splitlines()
+    for head, tail in ((0, 0), (0, 5), (5, 0), (3, 2)):
+        lines = mg.explain(loss, head=head, tail=tail).splitlines()
+        assert lines[:head] == full[:head] and len(lines) == head + tail + 1
+        assert lines[head].startswith(f"... {len(full) - head - tail} more lines")
+        assert lines[head + 1:] == (full[len(full) - tail:] if tail else [])
+    for bad in (-1, 2.5, True):
+        with pytest.raises(ValueError, match="head to be a whole number"):
+            mg.explain(loss, head=bad)
+
+
+def test_gradcheck_refuses_steps_and_tolerances_that_cannot_check():
+    for name in ("eps", "tol"):
+        for bad in (0.0, -1e-6, math.nan, math.inf):
+            with pytest.raises(ValueError, match=f"needs {name} to be a finite number"):
+                mg.gradcheck(lambda a: a * a, [1.0], **{name: bad})
+    # the tolerance as given: a gradient off by 1e-5 passes at 1e-4 and fails at 1e-6
+    def nearly(a):  # the value of a*a, its slope 1e-5 too large
+        return Value(a.data * a.data, (a,), "nearly", (2 * a.data + 1e-5,))
+
+    assert mg.gradcheck(nearly, [1.5], tol=1e-4)
+    with pytest.raises(ValueError, match="input 0"):
+        mg.gradcheck(nearly, [1.5], tol=1e-6)
+    assert mg.gradcheck(lambda a: (a - 1.0) ** 2, [1.0])  # a slope of exactly 0 is right
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")  # numpy's, drawn
+def test_pictures_at_the_edges_of_floats(tmp_path):
+    pytest.importorskip("matplotlib")
+    c = Value(1.0, "c")
+    root = (c * 1e308) * 1.7
+    root.backward()
+    assert c.grad == 1.7e308
+    mg.draw_graph(root, str(tmp_path / "g.png"), color="grad")
+    history = mg.History()
+    history.loss, history.accuracy = [1e308, 1.7e308, 1e300], [None] * 3
+    mg.plot_history(history, str(tmp_path / "h.png"))
+    assert png_size(tmp_path / "g.png")[0] > 100 and png_size(tmp_path / "h.png")[0] > 100
+    model = mg.MLP(2, [1], seed=0)
+    for X, val, message in (([[0.0, 0.0], [1.0, math.nan]], None, r"X\[1\]\[1\] is nan"),
+                            ([[0.0, 0.0], [1.0, 1.0]], ([[math.inf, 0.0]], [1]),
+                             r"val X\[0\]\[0\] is inf")):
+        with pytest.raises(ValueError, match=message):
+            mg.plot_decision_boundary(model, X, [0, 1], val=val)
 
 
 def test_expr_explain_prints_the_chain_rule(capsys, tmp_path):
