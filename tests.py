@@ -1524,6 +1524,18 @@ def test_bench_command_reports_agreeing_workloads():
     assert "agree with W0's to 1e-9 at every step: yes" in table
 
 
+def test_bench_takes_only_sizes_that_fit_and_never_recurses():
+    result = run_cli("bench", "--samples", "5001")
+    assert result.returncode == 2 and "at most 5,000, got 5,001" in result.stderr
+    # R2's closures run through this file's backward(), which does not recurse: a graph
+    # deeper than Python's recursion limit (the old baseline failed past 950 samples)
+    x = v = mg._LectureValue(1.0)
+    for _ in range(3 * sys.getrecursionlimit()):
+        v = v * 1.0 + 0.0
+    v.backward()
+    assert x.grad == 1.0
+
+
 def test_the_closure_reference_computes_the_same_gradients():
     model, X, labels = mg._bench_setup(0)
     closure = mg._value_layers(model, lambda v: mg._LectureValue(v.data))
