@@ -824,6 +824,38 @@ def test_datasets_are_seeded_and_leave_the_global_generator_alone():
         mg.make_moons(10, noise=-1)
 
 
+def test_dataset_makers_use_their_noise_and_every_sample():
+    for name in ("moons", "circles", "spiral"):
+        maker = mg.DATASETS[name]
+        quiet, loud = maker(noise=0.0, seed=1)[0], maker(noise=0.3, seed=1)[0]
+        # no noise: the same points from any seed (only their order is shuffled)
+        assert quiet != loud and sorted(quiet) == sorted(maker(noise=0.0, seed=2)[0])
+    X, y = mg.make_moons(10, noise=0.0)  # on the half circles themselves
+    assert all(math.isclose(math.hypot(a, b) if t == 0 else math.hypot(1 - a, 0.5 - b), 1.0)
+               for (a, b), t in zip(X, y))
+    X, y = mg.make_spiral(10, classes=3)
+    assert len(X) == 10 and [y.count(k) for k in range(3)] == [4, 3, 3]  # nothing dropped
+    X, y = mg.make_moons(7)
+    assert len(X) == 7 and y.count(0) == 3 and y.count(1) == 4
+
+
+def test_softplus_has_the_exact_value_in_both_regimes():
+    for x in (-5.0, 0.0, 3.0, 19.5, 20.0):
+        assert Value(x).softplus().data == math.log1p(math.exp(x))
+    assert Value(20.5).softplus().data == 20.5 and Value(3.0).softplus().data != 3.0
+
+
+def test_hinge_at_a_margin_of_exactly_zero_has_no_slope():
+    for score, label in ((1.0, 1.0), (-1.0, -1.0)):
+        s = Value(score)
+        loss = mg.hinge_loss([s], [label])
+        loss.backward()
+        assert loss.data == 0.0 and s.grad == 0.0
+    s = Value(0.999)
+    mg.hinge_loss([s], [1.0]).backward()
+    assert s.grad == -1.0
+
+
 # ---------------------------------------------------------------------------------------------
 # Training
 # ---------------------------------------------------------------------------------------------
@@ -1026,6 +1058,84 @@ def test_resuming_refuses_bad_files_in_one_line_and_other_data(tmp_path):
     assert result.returncode == 0 and "noise 0.1 there, 0.3 here" in result.stdout
 
 
+def test_epoch_lines_print_the_losses_train_measured(capsys):
+    X, y = mg.make_moons(30, seed=0)
+    model = mg.MLP(2, [4, 1], activation="relu", output_activation="linear", seed=0)
+    history = mg.train(model, X, [2 * t - 1 for t in y], loss="hinge", optimizer="adam",
+                       epochs=5, seed=0, batch_size=8)
+    printed = epoch_losses(capsys.readouterr().out)
+    assert printed == [round(loss, 6) for loss in history.loss] and len(printed) == 5
+    assert history.loss[0] == pytest.approx(0.901969, abs=1e-6)  # this seed's first epoch
+
+
+def test_train_gives_adamw_its_default_weight_decay():
+    X, y = mg.make_moons(20, seed=0)
+    runs = {}
+    for name, optimizer in (("by name", "adamw"), ("0.01", None), ("none", None)):
+        model = mg.MLP(2, [3, 1], seed=0)
+        if optimizer is None:
+            optimizer = mg.AdamW(model.parameters(), lr=0.05,
+                                 weight_decay=0.01 if name == "0.01" else 0.0)
+        mg.train(model, X, y, optimizer=optimizer, epochs=2, verbose=False, seed=0)
+        runs[name] = model.state_dict()
+    assert runs["by name"] == runs["0.01"] != runs["none"]  # bit for bit with the default
+
+
+def test_predict_and_evaluate_run_the_model_without_a_graph():
+    model, seen = mg.MLP(2, [3, 1], seed=0), []
+
+    def watched(x):
+        out = model(x)
+        seen.append(out._children)
+        return out
+
+    mg.predict(watched, [[1.0, 2.0], [0.5, 0.5]])
+    mg.evaluate(watched, [[1.0, 2.0]], [1.0])
+    assert seen == [(), (), ()]  # leaves: no graph was built
+
+
+def test_a_failed_save_keeps_the_old_model_whole(tmp_path, monkeypatch):
+    path = str(tmp_path / "m.json")
+    old, new = mg.MLP(3, [4, 1], seed=0), mg.MLP(3, [4, 1], seed=1)
+    old.save(path)
+
+    def fail(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(mg.os, "fsync", fail)
+    with pytest.raises(OSError, match="No space"):
+        new.save(path)
+    monkeypatch.undo()
+    assert mg.MLP.load(path).state_dict() == old.state_dict()
+    assert [p.name for p in tmp_path.iterdir()] == ["m.json"]
+
+
+def test_a_resumed_run_takes_the_learning_rate_given_now(tmp_path, capsys):
+    common = ["train", "--dataset", "moons", "--samples", "20", "--quiet"]
+    assert mg.main([*common, "--epochs", "2", "--save", str(tmp_path / "a.json")]) == 0
+    assert mg.main([*common, "--epochs", "1", "--load", str(tmp_path / "a.json"), "--lr",
+                    "0.2", "--weight-decay", "0.5", "--save", str(tmp_path / "b.json")]) == 0
+    group = json.loads((tmp_path / "b.json").read_text())["training"]["optimizer_state"][
+        "param_groups"][0]
+    assert group["lr"] == 0.2 and group["weight_decay"] == 0.5
+    assert mg.main([*common, "--epochs", "1", "--load", str(tmp_path / "a.json"), "--save",
+                    str(tmp_path / "c.json")]) == 0  # without the flag: the saved rate
+    group = json.loads((tmp_path / "c.json").read_text())["training"]["optimizer_state"][
+        "param_groups"][0]
+    assert group["lr"] == 0.05 and group["weight_decay"] == 0.0
+
+
+def test_ctrl_c_stops_a_run_with_status_130(tmp_path):
+    process = subprocess.Popen([sys.executable, SCRIPT, "train", "--dataset", "moons",
+                                "--epochs", "100000"], cwd=tmp_path, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert process.stdout.readline().startswith("dataset moons")
+    time.sleep(0.5)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=20)
+    assert process.returncode == 130 and err.strip() == "micrograd.py train: interrupted"
+
+
 def test_predict_and_evaluate_build_no_graph():
     model = mg.MLP(2, [3, 1], seed=0)
     with mg.no_grad():
@@ -1143,7 +1253,8 @@ def test_train_command_bad_flag_exits_2_with_usage():
     assert "--epochs: must be at least 0, got -1" in result.stderr
 
 
-@pytest.mark.parametrize("flags", [["--lr", "-1"], ["--lr", "nan"], ["--batch-size", "0"],
+@pytest.mark.parametrize("flags", [["--lr", "-1"], ["--lr", "nan"], ["--lr", "0"],
+                                   ["--batch-size", "0"],
                                    ["--hidden", "4,x"], ["--hidden", "4,0"],
                                    ["--optim", "lbfgs"], ["--val-split", "1.5"],
                                    ["--dataset", "mnist"], ["--plot", "curves.txt"],
