@@ -458,15 +458,48 @@ def _digits(x: float) -> str:
     return f"{x:.4f}" if x == 0 or 1e-4 <= abs(x) < 1e6 or not math.isfinite(x) else f"{x:.4g}"
 
 
-def explain(root: Value, full: bool = False, head: int = 35, tail: int = 15) -> str:
+class Explanation(str):
+    """explain()'s text; a notebook shows it as lines, not as a quoted string."""
+
+    def _repr_pretty_(self, printer: object, cycle: bool) -> None:
+        printer.text(str(self))
+
+
+def _short_names(order: list[Value]) -> dict[Value, str]:
+    """Each Value's label, or n1, n2, ... in the order given for the unlabelled, skipping
+    any name a label has: the names explain() and the drawings use."""
+    labels, names, unnamed = {v.label for v in order}, {}, 0
+    for v in order:
+        while not v.label and f"n{unnamed + 1}" in labels:
+            unnamed += 1
+        unnamed += not v.label
+        names[v] = v.label or f"n{unnamed}"
+    return names
+
+
+def _rule(node: Value, names: dict[Value, str]) -> str:
+    """The op that made node, written on the names of its children: 'a*b', 'tanh(n3)'."""
+    args = [names[c] for c in node._children]
+    if node._op in ("+", "-", "*", "/", "**") and len(args) == 2:
+        return f"{args[0]}{node._op}{args[1]}"
+    if node._op.startswith("**"):
+        return f"{args[0]}{node._op}"
+    if node._op == "neg":
+        return f"-{args[0]}"
+    shown = args if len(args) <= 3 else [args[0], "...", args[-1]]
+    return f"{node._op}({', '.join(shown)})"
+
+
+def explain(root: Value, full: bool = False, head: int = 35, tail: int = 15) -> Explanation:
     """The chain rule, spelled out: one line per node from root down, its gradient as the
-    sum over the ops it feeds of d root/d op * d op/d node, with the numbers backward()
-    used and stored:
+    sum over the ops it feeds of d root/d op times the local derivative of that op's own rule,
+    with the numbers backward() used and stored:
 
-        dL/dd = dL/dL * dL/dd = 1.0000 * -2.0000 = -2.0000
+        dL/dd = dL/dL * d(d*f)/dd = 1.0000 * -2.0000 = -2.0000
 
-    Nodes are named by their labels, else n1, n2, ... in the order of the lines. Past
-    head + tail lines, the middle ones are counted instead of shown unless full."""
+    Nodes are named by their labels, else n1, n2, ... in the order of the lines (the drawing
+    uses the same names). Past head + tail lines, the middle ones are counted instead of
+    shown unless full."""
     order = _topological_order(root)[::-1]  # the root first, each node before its children
     if root.grad != 1.0:
         raise ValueError("explain() shows what backward() computed: call root.backward() "
@@ -474,19 +507,14 @@ def explain(root: Value, full: bool = False, head: int = 35, tail: int = 15) -> 
     for name, count in (("head", head), ("tail", tail)):
         if isinstance(count, bool) or not isinstance(count, int) or count < 0:
             raise ValueError(f"explain needs {name} to be a whole number >= 0, got {count!r}")
-    labels, names, unnamed = {v.label for v in order}, {}, 0
-    for v in order:  # n1, n2, ... for the unlabelled, skipping any name a label has
-        while not v.label and f"n{unnamed + 1}" in labels:
-            unnamed += 1
-        unnamed += not v.label
-        names[v] = v.label or f"n{unnamed}"
+    names = _short_names(order)
     parents: dict[Value, list[tuple[Value, float | None]]] = {v: [] for v in order}
     for v in order:
         locals_ = v._local_grads or [None] * len(v._children)
         for child, local in zip(v._children, locals_):
             parents[child].append((v, local))
     top = names[root]
-    lines = [f"d{top}/d{top} = {_digits(1.0)}"]
+    lines, stale = [f"d{top}/d{top} = {_digits(1.0)}"], []
     for v in order[1:]:
         name = names[v]
         paths = parents[v]
@@ -495,14 +523,23 @@ def explain(root: Value, full: bool = False, head: int = 35, tail: int = 15) -> 
             lines.append(f"d{top}/d{name} = {_digits(v.grad)} (from the _backward code of "
                          f"{users})")
             continue
-        symbols = " + ".join(f"d{top}/d{names[p]} * d{names[p]}/d{name}" for p, _ in paths)
+        symbols = " + ".join(f"d{top}/d{names[p]} * d({_rule(p, names)})/d{name}"
+                             for p, _ in paths)
         numbers = " + ".join(f"{_digits(p.grad)} * {_digits(local)}" for p, local in paths)
         lines.append(f"d{top}/d{name} = {symbols} = {numbers} = {_digits(v.grad)}")
+        this_pass = sum(p.grad * local for p, local in paths)
+        if not v._children and not math.isclose(v.grad, this_pass, rel_tol=1e-9,
+                                                 abs_tol=1e-12):
+            stale.append(name)
     if not full and len(lines) > head + tail + 1:
         hidden = len(lines) - head - tail
         lines = [*lines[:head], f"... {hidden} more lines (explain(root, full=True) shows "
                  "them all) ...", *lines[len(lines) - tail:]]
-    return "\n".join(lines)
+    if stale:
+        lines.append(f"note: {', '.join(stale)} also hold gradients from an earlier backward() "
+                     "(leaves add up, as in PyTorch): call zero_grad() before backward() to "
+                     "see this graph's alone")
+    return Explanation("\n".join(lines))
 
 
 ACTIVATIONS: dict[str, Callable[[Value], Value]] = {
@@ -1871,15 +1908,17 @@ def _fold_summary(leaves: list[Value]) -> str:
     return " + ".join(kind if n == 1 else f"{n} {kind}" for kind, n in counts.items())
 
 
-def _box_text(key: object, folded: Sequence[Value] = (), stacked: bool = False) -> str:
-    """The text of a box: an op's name (and what it folds), a Value's label, data and grad;
-    stacked, each part on a line of its own (a folded network's ranks stay narrow)."""
+def _box_text(key: object, folded: Sequence[Value] = (), stacked: bool = False,
+              name: str = "") -> str:
+    """The text of a box: an op's name (and what it folds), a Value's label (or the short
+    name explain() gives it), data and grad; stacked, each part on a line of its own (a
+    folded network's ranks stay narrow)."""
     if isinstance(key, tuple):
         if not folded:
             return key[1]._op
         return f"{key[1]._op}{chr(10) if stacked else ' '}\u00b7 {_fold_summary(folded)}"
-    parts = [key.label] if key.label else []
-    parts += [f"data {key.data:.4f}", f"grad {key.grad:.4f}"]
+    parts = [key.label or name] if key.label or name else []
+    parts += [f"data {_digits(key.data)}", f"grad {_digits(key.grad)}"]
     return ("\n" if stacked else " | ").join(parts)
 
 
@@ -2374,7 +2413,8 @@ def _layout(root: Value, rankdir: str,
     g = _Graph(keys, edges)
     layers, routes = _add_virtual_points(g, _rank_nodes(g))
     layers = _order_ranks(layers, g.up, g.down)
-    text = {k: _box_text(k, folded.get(k, ()), stacked=fold) for k in keys}
+    names = _short_names(_topological_order(root)[::-1])  # as explain() names them
+    text = {k: _box_text(k, folded.get(k, ()), fold, names.get(k, "")) for k in keys}
     size = {k: _box_size(text[k], isinstance(k, tuple)) for k in keys}
     along, across = (0, 1) if rankdir == "LR" else (1, 0)
     cross = _cross_positions(g, layers, [size[k][across] if k in size else 0.0

@@ -3253,14 +3253,18 @@ def test_explain_spells_out_the_chain_rule_with_the_numbers_backward_stored():
     L = mg._expression()
     L.backward()
     text = mg.explain(L)
-    assert "dL/dd = dL/dL * dL/dd = 1.0000 * -2.0000 = -2.0000" in text.splitlines()
+    assert "dL/dd = dL/dL * d(d*f)/dd = 1.0000 * -2.0000 = -2.0000" in text.splitlines()
+    for line in text.splitlines()[1:]:  # the local derivative is the op's own rule,
+        left, right = line.split(" = ")[:2]  # never the left side's symbol again
+        assert left not in right and right.split(" * ")[1].startswith("d(")
     assert check_explained(L, text) == 7
     a = Value(3.0, "a")
     twice = a + a
     twice.label = "t"
     twice.backward()
     assert mg.explain(twice).splitlines()[1] == (
-        "dt/da = dt/dt * dt/da + dt/dt * dt/da = 1.0000 * 1.0000 + 1.0000 * 1.0000 = 2.0000")
+        "dt/da = dt/dt * d(a+a)/da + dt/dt * d(a+a)/da = 1.0000 * 1.0000 + 1.0000 * 1.0000 = "
+        "2.0000")
     for root in (mg.Neuron(3, "relu", random.Random(0))([0.5, -1.0, 2.0]) * 1.0,
                  Value.dot([Value(0.5), Value(2.0)], [Value(-1.0), Value(3.0)], 0.1) * 2.0,
                  cube(Value(1.2, "x")).tanh()):
@@ -3268,6 +3272,42 @@ def test_explain_spells_out_the_chain_rule_with_the_numbers_backward_stored():
         check_explained(root, mg.explain(root))
     with pytest.raises(ValueError, match="backward"):
         mg.explain(Value(2.0) * 3.0)
+
+
+def test_explain_says_when_leaves_hold_gradients_from_an_earlier_backward():
+    x, y = Value(2.0, "x"), Value(3.0, "y")
+    out = x * y
+    out.backward()
+    assert "note:" not in mg.explain(out)
+    out.backward()  # x and y now hold two passes' worth
+    lines = mg.explain(out).splitlines()
+    assert lines[-1].startswith("note: y, x also hold gradients from an earlier backward()")
+    assert "call zero_grad()" in lines[-1]
+    x.grad = y.grad = 0.0
+    out.backward()
+    assert "note:" not in mg.explain(out)
+    shown = []  # a str, which a notebook shows as its lines, not quoted
+
+    class Printer:
+        def text(self, text):
+            shown.append(text)
+
+    mg.explain(out)._repr_pretty_(Printer(), False)
+    assert shown == [str(mg.explain(out))] and "\n" in shown[0]
+
+
+def test_the_drawing_names_unlabelled_values_as_explain_does():
+    a = Value(2.0, "a")
+    root = (a * 3.0).tanh() + a
+    root.backward()
+    lines = mg.explain(root, full=True).splitlines()
+    order = mg._topological_order(root)[::-1]  # explain's order, the root first
+    names = {v: line.split(" = ")[0].split("/d", 1)[1] for v, line in zip(order, lines)}
+    _, _, _, _, text = mg._layout(root, "LR")
+    assert {v: text[v].split(" | ")[0] for v in order} == names
+    assert sorted(names.values()) == ["a", "n1", "n2", "n3", "n4"]
+    # and the numbers as explain writes them: a small gradient is not shown as 0.0000
+    assert text[order[2]].endswith("grad 2.458e-05")
 
 
 def test_explain_shortens_a_big_graph_unless_asked_for_all():
@@ -3290,10 +3330,11 @@ def test_explain_names_never_collide_and_counts_mean_what_they_say():
     root.backward()
     lines = mg.explain(root, full=True).splitlines()
     assert lines[0] == "dn2/dn2 = 1.0000"  # the root: n1 is taken by a, so n2
-    assert lines[1] == "dn2/dn3 = dn2/dn2 * dn2/dn3 = 1.0000 * 1.0000 = 1.0000"
+    assert lines[1] == "dn2/dn3 = dn2/dn2 * d(n3+n4)/dn3 = 1.0000 * 1.0000 = 1.0000"
     assert lines[2:] == [  # b, used twice, is n4; a keeps its label n1
-        "dn2/dn4 = dn2/dn2 * dn2/dn4 + dn2/dn3 * dn3/dn4 = 1.0000 * 1.0000 + 1.0000 * 2.0000"
-        " = 3.0000", "dn2/dn1 = dn2/dn3 * dn3/dn1 = 1.0000 * 3.0000 = 3.0000"]
+        "dn2/dn4 = dn2/dn2 * d(n3+n4)/dn4 + dn2/dn3 * d(n1*n4)/dn4 = 1.0000 * 1.0000 + "
+        "1.0000 * 2.0000 = 3.0000", "dn2/dn1 = dn2/dn3 * d(n1*n4)/dn1 = 1.0000 * 3.0000 = "
+        "3.0000"]
     plain = Value(1.5) * Value(2.0)
     plain.backward()
     assert mg.explain(plain).splitlines()[0] == "dn1/dn1 = 1.0000"  # counting from 1
@@ -3348,7 +3389,7 @@ def test_expr_explain_prints_the_chain_rule(capsys, tmp_path):
     pytest.importorskip("matplotlib")
     assert mg.main(["expr", "--explain", "--out", str(tmp_path / "g.png")]) == 0
     out = capsys.readouterr().out
-    assert "dL/da = dL/de * de/da = -2.0000 * -3.0000 = 6.0000" in out
+    assert "dL/da = dL/de * d(a*b)/da = -2.0000 * -3.0000 = 6.0000" in out
 
 
 # ---------------------------------------------------------------------------------------------
