@@ -14,6 +14,7 @@ Pure Python; matplotlib is needed for drawing only.
 from __future__ import annotations
 
 import argparse
+import ast
 import builtins
 import collections
 import contextlib
@@ -23,6 +24,7 @@ import inspect
 import json
 import math
 import numbers
+import operator
 import os
 import random
 import stat
@@ -191,6 +193,14 @@ class Value:
             raise ValueError(f"sqrt needs a number >= 0, got {x!r}")
         out = math.sqrt(x)
         return Value(out, (self,), "sqrt", (0.5 / out if out else math.inf,))
+
+    def sin(self) -> Value:
+        x = self.data if math.isfinite(self.data) else math.nan  # sin(inf) is nan, as in torch
+        return Value(math.sin(x), (self,), "sin", (math.cos(x),))
+
+    def cos(self) -> Value:
+        x = self.data if math.isfinite(self.data) else math.nan
+        return Value(math.cos(x), (self,), "cos", (-math.sin(x),))
 
     # Each activation is a rule on floats that gives its value and its slope at x, beside the
     # method that makes a node of it; a neuron's fused node uses the same rule (see Neuron).
@@ -2554,7 +2564,7 @@ def _gradient_fills(fig: Figure, values: list[Value], width: float,
 
 def draw_graph(root: Value, path: str | None = None, show: bool = False, rankdir: str = "LR",
                max_nodes: int = 300, params: Iterable[Value] = (), fold: bool = False,
-               color: str | None = None) -> Figure:
+               color: str | None = None, fills: Mapping[Value, str] | None = None) -> Figure:
     """Draw the computation graph of root: a box per Value (label, data, grad), a red ellipse
     per op, an arrow per dependency. Values in `params` are filled blue, other leaves grey.
     With fold, a leaf that feeds exactly one op is written inside that op (a neuron's
@@ -2599,7 +2609,8 @@ def draw_graph(root: Value, path: str | None = None, show: bool = False, rankdir
                                   linewidth=1.2, zorder=2))
             ax.text(x, y, text[key], color=_OP_COLOR, **text_style)
             continue
-        fill = (fill_of(key) if fill_of else _PARAM_FILL if key in params
+        fill = (fills[key] if fills and key in fills else fill_of(key) if fill_of
+                else _PARAM_FILL if key in params
                 else _RESULT_FILL if key._children else _LEAF_FILL)
         ax.add_artist(FancyBboxPatch((x - w / 2 + 3, y - h / 2 + 3), w - 6, h - 6,
                                      boxstyle="round,pad=3", facecolor=fill,
@@ -2960,6 +2971,181 @@ def animate_training(model: Module, X: Sequence, y: Sequence, path: str,
     history = train(model, X, y, epochs=epochs, on_epoch=frames, **train_options)
     frames.save(path, list(X), list(y))
     return history
+
+
+# ---------------------------------------------------------------------------------------------
+# Teaching tools: your own expression, gradients checked by nudging, a quiz, backprop by steps
+# ---------------------------------------------------------------------------------------------
+
+class ExpressionError(ValueError):
+    """An expression that cannot be built: it names what is wrong."""
+
+
+# What an expression may call: the Value functions of one argument
+EXPRESSION_FUNCTIONS: dict[str, Callable[[Value], Value]] = {
+    name: getattr(Value, name) for name in ("exp", "log", "sqrt", "sin", "cos", "tanh",
+                                            "sigmoid", "relu", "gelu", "silu", "softplus")}
+EXPRESSION_FUNCTIONS["abs"] = abs
+_OPERATORS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
+              ast.Div: operator.truediv, ast.Pow: operator.pow, ast.USub: operator.neg,
+              ast.UAdd: operator.pos}
+
+
+def parse_expression(text: str, values: Mapping[str, float]) -> Value:
+    """The graph of an expression in Python's syntax over names, numbers, + - * / **, unary
+    minus and EXPRESSION_FUNCTIONS, each name a labelled leaf with its value from `values`.
+    It is read through a whitelist of syntax, never eval(): anything else (an attribute, a
+    call of another function, a lambda, a string) is an ExpressionError, before any of it
+    is computed."""
+    try:
+        tree = ast.parse(text.strip(), mode="eval")
+    except SyntaxError as e:
+        raise ExpressionError(f"{text!r} is not an expression: {e.msg}") from None
+    if isinstance(tree.body, (ast.Name, ast.Constant)):
+        raise ExpressionError(f"{text!r} has no op on a name: nothing to differentiate")
+    todo: list[ast.AST] = [tree]
+    while todo:  # every node checked before anything is computed
+        node = todo.pop()
+        _allowed(node, values)
+        todo += node.args if isinstance(node, ast.Call) else ast.iter_child_nodes(node)
+    leaves: dict[str, Value] = {}
+
+    def build(node: ast.AST) -> Value | float:
+        if isinstance(node, ast.Constant):
+            return float(node.value)
+        if isinstance(node, ast.Name):
+            return leaves.setdefault(node.id, Value(values[node.id], node.id))
+        if isinstance(node, ast.UnaryOp):
+            return _OPERATORS[type(node.op)](build(node.operand))
+        if isinstance(node, ast.BinOp):
+            return _OPERATORS[type(node.op)](build(node.left), build(node.right))
+        return EXPRESSION_FUNCTIONS[node.func.id](_as_value(build(node.args[0])))
+
+    try:
+        root = build(tree.body)
+    except RecursionError:
+        raise ExpressionError("the expression is nested too deeply") from None
+    except (ValueError, ZeroDivisionError, OverflowError) as e:
+        raise ExpressionError(f"{text!r} cannot be computed at these values: {e}") from None
+    if not isinstance(root, Value):
+        raise ExpressionError(f"{text!r} has no op on a name: nothing to differentiate")
+    root.label = root.label or "out"
+    return root
+
+
+def _as_value(x: Value | float) -> Value:
+    return x if isinstance(x, Value) else Value(x)
+
+
+def _allowed(node: ast.AST, values: Mapping[str, float]) -> None:
+    """Refuse a node outside the whitelist, naming it."""
+    if isinstance(node, ast.Name):
+        if node.id not in values:
+            raise ExpressionError(f"{node.id} has no value: give it with --at {node.id}=...")
+        return
+    if isinstance(node, ast.Call):
+        name = node.func.id if isinstance(node.func, ast.Name) else ast.unparse(node.func)
+        if name not in EXPRESSION_FUNCTIONS:
+            raise ExpressionError(f"unknown function {name}(); the functions are "
+                                  f"{', '.join(EXPRESSION_FUNCTIONS)}")
+        if len(node.args) != 1 or node.keywords:
+            raise ExpressionError(f"{ast.unparse(node)}: {name}() takes one argument")
+        return
+    if isinstance(node, ast.Constant) and type(node.value) not in (int, float):
+        raise ExpressionError(f"{ast.unparse(node)} is not a number")
+    if not isinstance(node, (ast.Expression, ast.BinOp, ast.UnaryOp, ast.Constant, ast.Load,
+                             *_OPERATORS)):
+        shown = ast.unparse(node) if isinstance(node, ast.expr) else type(node).__name__
+        raise ExpressionError(f"{shown} is not allowed in an expression: use names, numbers, "
+                              "+ - * / **, and one-argument functions")
+
+
+_KINKS = frozenset({"relu", "abs", "relu(dot)", "hinge"})  # ops whose slope jumps at 0
+
+
+def _kink_inputs(root: Value) -> list[float]:
+    """The inputs of every op of root's graph whose slope jumps at 0, in a fixed order."""
+    return [c.data for v in _topological_order(root) if v._op in _KINKS for c in v._children
+            if v._op != "relu(dot)"] + [v.data for v in _topological_order(root)
+                                         if v._op == "relu(dot)"]
+
+
+def nudge_check(build: Callable[[dict[str, float]], Value], values: Mapping[str, float],
+                h: float = 1e-6) -> list[dict]:
+    """For each named input of the graph that build(values) makes: backward()'s gradient,
+    the slopes from nudging that input by h (forward and central differences), their relative
+    error, whether a kink (relu, abs) lies within the step, and a verdict in CS231n's bands:
+    below 1e-7 right; below 1e-4 right near a kink; above 1e-2 wrong; between, suspect (where
+    a kink lies within the step, the differences cannot tell)."""
+    root = build(dict(values))
+    root.backward()
+    leaves = {v.label: v for v in _topological_order(root) if v.label in values}
+    rows = []
+    for name, leaf in leaves.items():
+        at = [build({**values, name: values[name] + step}) for step in (-h, 0.0, h)]
+        low, mid, high = (r.data for r in at)
+        forward, central = (high - mid) / h, (high - low) / (2 * h)
+        scale = max(abs(leaf.grad), abs(central))
+        error = abs(leaf.grad - central) / scale if scale else 0.0
+        crossed = [(a > 0) != (b > 0) or a == 0 or b == 0
+                   for a, b in zip(_kink_inputs(at[0]), _kink_inputs(at[2]))]
+        kink = any(crossed)
+        if error < 1e-7:
+            verdict = "right"
+        elif kink:  # the slope jumps inside the step: the differences, not backward(), err
+            verdict = "right near a kink" if error < 1e-4 else "cannot tell: a kink"
+        else:
+            verdict = "suspect" if error <= 1e-2 else "WRONG"
+        rows.append({"name": name, "grad": leaf.grad, "forward": forward, "central": central,
+                     "error": error, "kink": kink, "verdict": verdict})
+    return rows
+
+
+def format_check(rows: list[dict]) -> str:
+    width = max(len(r["name"]) for r in rows)
+    lines = [f"{'input':<{width}}  {'backward()':>12}  {'forward diff':>12}  "
+             f"{'central diff':>12}  {'rel. error':>10}  verdict"]
+    for r in rows:
+        lines.append(f"{r['name']:<{width}}  {r['grad']:>12.8g}  {r['forward']:>12.8g}  "
+                     f"{r['central']:>12.8g}  {r['error']:>10.2e}  {r['verdict']}"
+                     + ("  (a kink within the step)" if r["kink"] else ""))
+    return "\n".join(lines)
+
+
+def quiz(root: Value, answers: Iterator[str] | None = None,
+         say: Callable[[str], None] = print) -> dict[Value, bool]:
+    """Ask for each gradient of root's graph from the root down, reading one answer a line
+    (from standard input unless `answers` is given); mark each right (within 1e-3, relative
+    or absolute) or wrong, with a hint and the answer after a wrong one; end with
+    'score K/N'. backward() is run first; returns each node asked and whether it was right."""
+    root.backward()
+    order = _topological_order(root)[::-1]
+    names = _short_names(order)
+    parents: dict[Value, list[tuple[Value, float]]] = {v: [] for v in order}
+    for v in order:
+        for child, local in zip(v._children, v._local_grads or ()):
+            parents[child].append((v, local))
+    answers = answers if answers is not None else iter(sys.stdin.readline, "")
+    top, marks = names[root], {}
+    say(f"d{top}/d{top} = 1 (the root). Give each gradient, one a line:")
+    for v in order[1:]:
+        question = f"d{top}/d{names[v]}"
+        say(f"{question} = ?")
+        text = next(answers, "").strip()
+        try:
+            right = abs(float(text) - v.grad) <= 1e-3 * max(1.0, abs(v.grad))
+        except ValueError:
+            right = False
+        marks[v] = right
+        if right:
+            say(f"right: {question} = {_digits(v.grad)}")
+            continue
+        terms = [f"d{top}/d{names[p]} * d({_rule(p, names)})/d{names[v]} = "
+                 f"{_digits(p.grad)} * {_digits(local)}" for p, local in parents[v]]
+        say(f"wrong ({text or 'no answer'}): hint: {' + '.join(terms) or 'its own code'}; "
+            f"the answer is {_digits(v.grad)}")
+    say(f"score {sum(marks.values())}/{len(marks)}")
+    return marks
 
 
 # ---------------------------------------------------------------------------------------------
@@ -3400,6 +3586,20 @@ def _image_path(text: str) -> str:
     return text
 
 
+def _assignments(text: str) -> dict[str, float]:
+    values = {}
+    for part in text.split(","):
+        name, equals, number = part.partition("=")
+        name = name.strip()
+        if not equals or not name.isidentifier():
+            raise argparse.ArgumentTypeError(f"{part.strip()!r}: give NAME=NUMBER pairs "
+                                             "separated by commas, such as x=2,w=-3")
+        if name in values:
+            raise argparse.ArgumentTypeError(f"{name} is given twice")
+        values[name] = _number(number, -math.inf)
+    return values
+
+
 def _dataset_defaults(parameter: str) -> str:
     """'moons 100, circles 100, spiral 150': a maker's default, for the help text."""
     return ", ".join(f"{name} {inspect.signature(maker).parameters[parameter].default}"
@@ -3416,10 +3616,22 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     expr = commands.add_parser(
-        "expr", help="the small expression demo: values, gradients and a picture of the graph",
-        description="Build L = (a*b + c) * f with a=2, b=-3, c=10, f=-2, run backward, print "
-                    "every node's data and gradient, and draw the graph. Drawing needs "
-                    "matplotlib only: graphviz is not needed.")
+        "expr", help="an expression's values, gradients and graph (yours, or the demo's)",
+        description="Build an expression's graph (with none: the demo, L = (a*b + c) * f with "
+                    "a=2, b=-3, c=10, f=-2), run backward, print every node's data and "
+                    "gradient, and draw the graph. Drawing needs matplotlib only: graphviz is "
+                    "not needed.")
+    expr.add_argument("expression", nargs="?",
+                      help="Python syntax over names, numbers, + - * / ** and the functions "
+                           f"{', '.join(EXPRESSION_FUNCTIONS)}, such as 'tanh(x*w + b)'")
+    expr.add_argument("--at", type=_assignments, metavar="NAME=V,...",
+                      help="the value of each name, such as x=2,w=-3,b=6.88")
+    expr.add_argument("--check", action="store_true",
+                      help="check each input's gradient by nudging it: forward and central "
+                           "differences, the relative error and a verdict")
+    expr.add_argument("--quiz", action="store_true",
+                      help="ask for each gradient from the root down, one answer a line on "
+                           "standard input; the drawing marks them right or wrong")
     expr.add_argument("--out", type=_image_path, default="graph.png", metavar="FILE",
                       help="where to save the graph (.png, .svg or .pdf; default graph.png)")
     expr.add_argument("--rankdir", choices=("LR", "TB"), default="LR",
@@ -3503,9 +3715,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _expression() -> Value:
-    """The classic small expression, every node labelled."""
-    a, b, c, f = Value(2.0, "a"), Value(-3.0, "b"), Value(10.0, "c"), Value(-2.0, "f")
+DEMO_VALUES = {"a": 2.0, "b": -3.0, "c": 10.0, "f": -2.0}
+
+
+def _expression(values: Mapping[str, float] = DEMO_VALUES) -> Value:
+    """The classic small expression, L = (a*b + c) * f, every node labelled."""
+    a, b, c, f = (Value(values[name], name) for name in "abcf")
     e = a * b
     e.label = "e"
     d = e + c
@@ -3515,18 +3730,44 @@ def _expression() -> Value:
     return L
 
 
-def run_expr(args: argparse.Namespace) -> None:
-    L = _expression()
-    L.backward()
-    print(f"{'node':<6}{'op':<4}{'data':>10}{'grad':>10}")
-    for v in _topological_order(L):
-        print(f"{v.label:<6}{v._op:<4}{v.data:>10.4f}{v.grad:>10.4f}")
+def run_expr(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    if args.expression is None:
+        if args.at:
+            parser.error("--at gives values to the names of an expression: give it too")
+        build, values = _expression, DEMO_VALUES
+    else:
+        values = args.at or {}
+
+        def build(values: dict[str, float]) -> Value:
+            return parse_expression(args.expression, values)
+    try:
+        root = build(values)
+    except ExpressionError as e:
+        parser.error(str(e))
+    unused = set(values) - {v.label for v in _topological_order(root)}
+    if unused:
+        parser.error(f"--at gives {', '.join(sorted(unused))}, which the expression "
+                     "does not use")
+    _check_folder(args.out)
+    fills = None
+    if args.quiz:
+        marks = quiz(root)
+        fills = {v: "#c7f0c2" if right else "#ffc9c9" for v, right in marks.items()}
+    else:
+        root.backward()
+        names = _short_names(_topological_order(root)[::-1])
+        width = max(6, *(len(n) + 2 for n in names.values()))
+        print(f"{'node':<{width}}{'op':<10}{'data':>12}{'grad':>12}")
+        for v in _topological_order(root):
+            print(f"{names[v]:<{width}}{v._op:<10}{_digits(v.data):>12}{_digits(v.grad):>12}")
     if args.explain:
         print()
-        print(explain(L))
-    _check_folder(args.out)
-    _draw(lambda: draw_graph(L, args.out, show=args.show, rankdir=args.rankdir,
-                             color=args.color), args.out)
+        print(explain(root))
+    if args.check:
+        print()
+        print(format_check(nudge_check(build, values)))
+    _draw(lambda: draw_graph(root, args.out, show=args.show, rankdir=args.rankdir,
+                             color=args.color, fills=fills), args.out)
     print(f"graph saved to {args.out}")
 
 
@@ -3884,7 +4125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         if args.command == "expr":
-            run_expr(args)
+            run_expr(args, args.command_parser)
         elif args.command == "train":
             run_train(args, args.command_parser)
         else:

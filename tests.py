@@ -6,6 +6,7 @@ import base64
 import contextlib
 import gc
 import importlib.util
+import inspect
 import io
 import itertools
 import json
@@ -3223,6 +3224,134 @@ def test_epochs_zero_evaluates_a_saved_model_and_version_1_files_still_load(tmp_
     bad.write_text(json.dumps(broken))
     assert mg.main([*args[:-1], str(bad), "--optim", "adam"]) == 1
     assert "cannot resume from" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------
+# Your own expression: built through a whitelist, checked by nudging, asked as a quiz
+# ---------------------------------------------------------------------------------------------
+
+EXPRESSIONS = {  # each with the same function written with Values, for gradcheck
+    "tanh(x1*w1 + x2*w2 + b)": lambda x1, w1, x2, w2, b: (x1 * w1 + x2 * w2 + b).tanh(),
+    "exp(-x**2/2) * sin(3*x) + cos(y)/y": lambda x, y: (-x ** 2 / 2).exp() * (3 * x).sin()
+    + y.cos() / y,
+    "log(sigmoid(a - b)) + sqrt(abs(a*b)) - relu(2 - a)": lambda a, b: (
+        (a - b).sigmoid().log() + abs(a * b).sqrt() - (2 - a).relu()),
+    "x**y + 2**x - -x/(y + 1)": lambda x, y: x ** y + 2 ** x - -x / (y + 1),
+}
+POINTS = {"x1": 2.0, "w1": -3.0, "x2": 0.5, "w2": 1.0, "b": 0.88, "x": 0.7, "y": 1.3,
+          "a": 0.4}
+
+
+@pytest.mark.parametrize("text", list(EXPRESSIONS))
+def test_an_expression_builds_its_graph_with_the_right_gradients(text):
+    f = EXPRESSIONS[text]
+    names = list(inspect.signature(f).parameters)
+    values = {name: POINTS[name] for name in names}
+    root = mg.parse_expression(text, values)
+    root.backward()
+    leaves = {v.label: v for v in mg._topological_order(root) if v.label in values}
+    assert set(leaves) == set(names) and root.label == "out"
+    expected = [Value(values[n]) for n in names]
+    out = f(*expected)
+    out.backward()
+    assert root.data == out.data
+    assert [leaves[n].grad for n in names] == pytest.approx([v.grad for v in expected],
+                                                              rel=1e-12, abs=1e-15)
+    assert mg.gradcheck(f, [values[n] for n in names])
+
+
+def test_sin_and_cos_have_torchs_slopes():
+    x = Value(0.5)
+    y = x.sin() * x.cos()
+    y.backward()
+    assert x.grad == pytest.approx(math.cos(1.0), rel=1e-15)  # d(sin x cos x) = cos 2x
+    assert mg.gradcheck(lambda a: a.sin() + a.cos() * a, [1.3])
+    assert math.isnan(Value(math.inf).sin().data) and math.isnan(Value(-math.inf).cos().data)
+
+
+@pytest.mark.parametrize("text,message", [
+    ('__import__("os").system("touch hacked")', "unknown function"),
+    ("x.__class__.__bases__", "is not allowed"), ("(lambda: x)()", "unknown function"),
+    ("[x for x in (1, 2)]", "is not allowed"), ("'x' * 2", "is not a number"),
+    ("open('f')", "unknown function open()"), ("z * 2", "z has no value"),
+    ("x +", "is not an expression"), ("log(x, 2)", "takes one argument"),
+    ("x if x else 2", "is not allowed"), ("x < 2", "is not allowed"), ("x", "no op"),
+    ("log(-x)", "cannot be computed")])
+def test_a_hostile_or_broken_expression_is_exit_2_and_runs_nothing(text, message, tmp_path):
+    result = run_cli("expr", text, "--at", "x=2", cwd=tmp_path)
+    assert result.returncode == 2 and message in result.stderr, result.stderr
+    assert result.stderr.startswith("usage:") and "Traceback" not in result.stderr
+    assert list(tmp_path.iterdir()) == []  # nothing run, nothing written
+
+
+def test_expr_flags_work_on_an_expression(tmp_path):
+    result = run_cli("expr", "tanh(x1*w1 + x2*w2 + b)", "--at",
+                     "x1=2,x2=0,w1=-3,w2=1,b=6.8813735870195432", "--explain", "--color",
+                     "grad", "--out", "g.svg", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    rows = {line.split()[0]: line.split() for line in result.stdout.splitlines()[1:11]}
+    assert rows["x1"][-1] == "-1.5000" and rows["w1"][-1] == "1.0000"
+    assert rows["out"][1:] == ["tanh", "0.7071", "1.0000"]
+    assert "dout/dx1 = dout/dn4 * d(x1*w1)/dx1 = 0.5000 * -3.0000 = -1.5000" in result.stdout
+    assert "x1 | data 2.0000 | grad -1.5000" in (tmp_path / "g.svg").read_text()
+    for flags, message in ((["x*y", "--at", "x=1,y=2,z=3"], "--at gives z, which"),
+                           (["--at", "x=1"], "give it too"), (["x*y", "--at", "x=1,x=2"],
+                                                              "x is given twice"),
+                           (["x*y", "--at", "x=1;y=2"], "'1;y=2' is not a number"),
+                           (["x*y", "--at", "x"], "NAME=NUMBER"),
+                           (["x*y", "--at", "x=1,y=nan"], "finite number")):
+        result = run_cli("expr", *flags, cwd=tmp_path)
+        assert result.returncode == 2 and message in result.stderr, result.stderr
+
+
+def check_rows(stdout: str) -> dict[str, list[str]]:
+    lines = stdout.split("input")[1].splitlines()[1:]
+    return {line.split()[0]: line.split() for line in lines if line and "saved" not in line}
+
+
+def test_expr_check_nudges_each_input_and_gives_a_verdict(tmp_path):
+    result = run_cli("expr", "--check", cwd=tmp_path)
+    rows = check_rows(result.stdout)
+    L = mg._expression()
+    L.backward()
+    grads = {v.label: v.grad for v in mg._topological_order(L)}
+    assert sorted(rows) == ["a", "b", "c", "f"]
+    for name, row in rows.items():
+        assert float(row[1]) == grads[name] and abs(float(row[3]) - grads[name]) < 1e-6
+        assert abs(float(row[2]) - grads[name]) < 1e-4  # the forward difference, less exact
+        assert float(row[4]) < 1e-7 and row[5] == "right"
+    # a relu whose input the step crosses: the differences cannot tell; a wrong gradient
+    result = run_cli("expr", "relu(x*y) + abs(y)", "--at", "x=1e-7,y=2", "--check",
+                     cwd=tmp_path)
+    rows = check_rows(result.stdout)
+    assert rows["x"][5:] == ["cannot", "tell:", "a", "kink", "(a", "kink", "within", "the",
+                             "step)"]
+    assert rows["y"][5] == "right"
+    wrong = mg.nudge_check(lambda v: Value(v["x"] ** 2, (Value(v["x"], "x"),), "sq", (1.0,)),
+                           {"x": 3.0})
+    assert wrong[0]["verdict"] == "WRONG" and wrong[0]["error"] == pytest.approx(5 / 6, 1e-6)
+
+
+def test_expr_quiz_reads_answers_marks_them_and_scores(tmp_path):
+    answers = "4\n-2\n0.5\nabc\n-4.0005\n6\n"  # f d c e b a: right, right, wrong x2, right x2
+    result = subprocess.run([sys.executable, SCRIPT, "expr", "--quiz", "--out", "q.png"],
+                            input=answers, capture_output=True, text=True, cwd=tmp_path,
+                            env={**os.environ, "MPLBACKEND": "Agg"}, timeout=60)
+    lines = result.stdout.splitlines()
+    assert result.returncode == 0 and lines[-2] == "score 4/6", result.stdout
+    assert "right: dL/df = 4.0000" in lines and "right: dL/db = -4.0000" in lines
+    assert ("wrong (0.5): hint: dL/dd * d(e+c)/dc = -2.0000 * 1.0000; the answer is -2.0000"
+            in lines)
+    assert "wrong (abc): hint:" in result.stdout
+    pytest.importorskip("matplotlib")
+    from PIL import Image
+
+    with Image.open(tmp_path / "q.png") as image:  # boxes filled green and red
+        colours = {c for _, c in image.convert("RGB").getcolors(1 << 20)}
+    assert (0xc7, 0xf0, 0xc2) in colours and (0xff, 0xc9, 0xc9) in colours
+    short = subprocess.run([sys.executable, SCRIPT, "expr", "--quiz"], input="4\n",
+                           capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    assert short.stdout.splitlines()[-2] == "score 1/6"  # no more answers: the rest wrong
 
 
 # ---------------------------------------------------------------------------------------------
