@@ -2412,11 +2412,12 @@ def layout_graph(root: Value, rankdir: str = "LR", fold: bool = False) -> tuple[
     return {k: xy for k, xy in pos.items() if not _is_virtual(k)}, edges
 
 
-def _layout(root: Value, rankdir: str,
-            fold: bool = False) -> tuple[dict, list, dict, dict, dict]:
+def _layout(root: Value, rankdir: str, fold: bool = False, text: dict | None = None,
+            rank_gap: float = _RANK_GAP) -> tuple[dict, list, dict, dict, dict]:
     """layout_graph() with the virtual points: (pos, edges, the route of each edge, the size
-    of each box, the text of each box), all by key. A virtual point spans its rank, so that
-    an edge crosses a rank straight, in the clear lane between two boxes."""
+    of each box, the text of each box), all by key; `text` sizes the boxes instead of their
+    own. A virtual point spans its rank, so that an edge crosses a rank straight, in the
+    clear lane between two boxes."""
     if rankdir not in ("LR", "TB"):
         raise ValueError(f"rankdir must be 'LR' or 'TB', got {rankdir!r}")
     keys, edges, folded = _graph_nodes(root, fold)
@@ -2424,7 +2425,7 @@ def _layout(root: Value, rankdir: str,
     layers, routes = _add_virtual_points(g, _rank_nodes(g))
     layers = _order_ranks(layers, g.up, g.down)
     names = _short_names(_topological_order(root)[::-1])  # as explain() names them
-    text = {k: _box_text(k, folded.get(k, ()), fold, names.get(k, "")) for k in keys}
+    text = text or {k: _box_text(k, folded.get(k, ()), fold, names.get(k, "")) for k in keys}
     size = {k: _box_size(text[k], isinstance(k, tuple)) for k in keys}
     along, across = (0, 1) if rankdir == "LR" else (1, 0)
     cross = _cross_positions(g, layers, [size[k][across] if k in size else 0.0
@@ -2437,7 +2438,7 @@ def _layout(root: Value, rankdir: str,
             place[key] = (at + extent / 2, cross[v])
             if key not in size:  # a virtual point
                 size[key] = (extent, 0.0) if rankdir == "LR" else (0.0, extent)
-        at += extent + _RANK_GAP
+        at += extent + rank_gap
     pos = {k: (a, -c) if rankdir == "LR" else (c, -a) for k, (a, c) in place.items()}
     left = min(x - size[k][0] / 2 for k, (x, y) in pos.items())  # to the margin
     bottom = min(y - size[k][1] / 2 for k, (x, y) in pos.items())
@@ -2539,27 +2540,23 @@ def _drawn_values(root: Value, limit: int, fold: bool) -> int:
     return sum(not isinstance(k, tuple) for k in _graph_nodes(root, fold=True)[0])
 
 
-def _gradient_fills(fig: Figure, values: list[Value], width: float,
-                    bar: float) -> Callable[[Value], object]:
-    """The fill of each value box by its gradient on a diverging scale, and the colour bar
-    of that scale in the strip `bar` points wide right of the graph."""
+def _gradient_scale(values: list[Value]) -> object:
+    """A diverging colour scale for the gradients of values, symmetric about zero."""
     from matplotlib.cm import ScalarMappable
     from matplotlib.colors import TwoSlopeNorm
 
     finite = [abs(v.grad) for v in values if math.isfinite(v.grad)]
     # capped: a scale reaching the largest float overflows the colour bar's arithmetic
     reach = min(max(finite, default=0.0) or 1.0, 1e300)
-    scale = ScalarMappable(TwoSlopeNorm(0.0, -reach, reach), "coolwarm")
+    return ScalarMappable(TwoSlopeNorm(0.0, -reach, reach), "coolwarm")
+
+
+def _colour_bar(fig: Figure, scale: object, width: float, bar: float) -> None:
+    """The colour bar of scale, in the strip `bar` points wide right of the graph."""
     total = width + bar
-    height_pt = fig.get_size_inches()[1] * 72.0
-    bar_height = min(0.8, max(0.3, 160.0 / height_pt))
+    bar_height = min(0.8, max(0.3, 160.0 / (fig.get_size_inches()[1] * 72.0)))
     cax = fig.add_axes(((width + 14) / total, (1 - bar_height) / 2, 12 / total, bar_height))
     fig.colorbar(scale, cax=cax, label="gradient")
-
-    def fill(v: Value) -> object:
-        # a little transparent, so that black text stays readable on the deepest colours
-        return scale.to_rgba(v.grad, alpha=0.8) if math.isfinite(v.grad) else "#bbbbbb"
-    return fill
 
 
 def draw_graph(root: Value, path: str | None = None, show: bool = False, rankdir: str = "LR",
@@ -2580,24 +2577,49 @@ def draw_graph(root: Value, path: str | None = None, show: bool = False, rankdir
             f"the graph has more than {max_nodes} values to draw ({count} counted before "
             "stopping): draw a smaller part, such as one neuron or the loss of one sample"
             + ("" if fold else ", fold it (fold=True)") + ", or raise max_nodes")
+    layout = _layout(root, rankdir, fold)
+    params = set(params)
+    scale = _gradient_scale([k for k in layout[0] if isinstance(k, Value)]) if color else None
+
+    def fill(v: Value) -> object:
+        if fills and v in fills:
+            return fills[v]
+        if scale is not None:  # a little transparent: black text stays readable
+            return scale.to_rgba(v.grad, alpha=0.8) if math.isfinite(v.grad) else "#bbbbbb"
+        return _PARAM_FILL if v in params else _RESULT_FILL if v._children else _LEAF_FILL
+
+    fig, _, width = _paint(layout, rankdir, fill, bar=90.0 if color else 0.0)
+    if scale is not None:
+        _colour_bar(fig, scale, width, 90.0)
+    return _finish(fig, path, show)
+
+
+def _paint(layout: tuple, rankdir: str, fill: Callable[[Value], object], bar: float = 0.0,
+           text: dict | None = None, marked: Iterable = (),
+           notes: Iterable[tuple[tuple, str]] = ()) -> tuple[Figure, object, float]:
+    """The figure of a layout: boxes filled by fill(value), their text (or `text`'s), ops in
+    red (those in `marked` filled yellow), edges and arrowheads, and `notes`, (point, text)
+    pairs written in blue. Leaves `bar` points on the right for a colour bar."""
     from matplotlib.collections import LineCollection, PolyCollection
     from matplotlib.patches import Ellipse, FancyBboxPatch
 
-    pos, edges, routes, size, text = _layout(root, rankdir, fold)
-    params = set(params)
+    pos, edges, routes, size, box_text = layout
+    text = text or box_text
+    notes = list(notes)
+    reach = [(note.count("\n") + 1) * _LINE_PITCH / 2 for _, note in notes]  # half heights
     width = max(x + size[k][0] / 2 for k, (x, y) in pos.items()) + _MARGIN
-    height = max(y + size[k][1] / 2 for k, (x, y) in pos.items()) + _MARGIN
-    bar = 90.0 if color else 0.0  # room on the right for the colour bar
-    fig = _figure(width + bar, height)
+    height = max([y + size[k][1] / 2 for k, (x, y) in pos.items()]
+                 + [y + r for ((x, y), _), r in zip(notes, reach)]) + _MARGIN
+    low = min([0.0] + [y - r - _MARGIN for ((x, y), _), r in zip(notes, reach)])
+    fig = _figure(width + bar, height - low)
     ax = fig.add_axes((0, 0, width / (width + bar), 1))
-    fill_of = _gradient_fills(fig, [k for k in pos if isinstance(k, Value)], width, bar) \
-        if color else None
     ax.set_xlim(0, width)
-    ax.set_ylim(0, height)
+    ax.set_ylim(low, height)
     ax.set_axis_off()
     # parse_math off: a label is a name, and "$" in it is a dollar sign
     text_style = {"ha": "center", "va": "center", "fontsize": _FONT_SIZE,
                   "family": _FONT_FAMILY, "zorder": 3, "parse_math": False}
+    marked = set(marked)
     for key, (w, h) in size.items():
         x, y = pos[key]
         if _is_virtual(key):
@@ -2605,17 +2627,17 @@ def draw_graph(root: Value, path: str | None = None, show: bool = False, rankdir
         # add_artist, not add_patch: the limits are set above, and add_patch would grow
         # them box by box, which took most of the time of a large drawing
         if isinstance(key, tuple):
-            ax.add_artist(Ellipse((x, y), w, h, facecolor="#fde8e8", edgecolor=_OP_COLOR,
-                                  linewidth=1.2, zorder=2))
+            ax.add_artist(Ellipse((x, y), w, h, edgecolor=_OP_COLOR, zorder=2,
+                                  facecolor="#ffe066" if key in marked else "#fde8e8",
+                                  linewidth=2.4 if key in marked else 1.2))
             ax.text(x, y, text[key], color=_OP_COLOR, **text_style)
             continue
-        fill = (fills[key] if fills and key in fills else fill_of(key) if fill_of
-                else _PARAM_FILL if key in params
-                else _RESULT_FILL if key._children else _LEAF_FILL)
         ax.add_artist(FancyBboxPatch((x - w / 2 + 3, y - h / 2 + 3), w - 6, h - 6,
-                                     boxstyle="round,pad=3", facecolor=fill,
+                                     boxstyle="round,pad=3", facecolor=fill(key),
                                      edgecolor="#333333", linewidth=1.0, zorder=2))
         ax.text(x, y, text[key], **text_style)
+    for (x, y), note in notes:
+        ax.text(x, y, note, color="#1f4e99", **{**text_style, "zorder": 4})
     lines, heads = [], []
     for points, head in _edge_lines(pos, size, routes, edges, 0 if rankdir == "LR" else 1):
         base, triangle = _arrowhead(points[-2], points[-1], head)
@@ -2626,7 +2648,7 @@ def draw_graph(root: Value, path: str | None = None, show: bool = False, rankdir
                       autolim=False)
     ax.add_collection(PolyCollection(heads, facecolors="#555555", edgecolors="#555555",
                                      linewidths=0.5, zorder=1), autolim=False)
-    return _finish(fig, path, show)
+    return fig, ax, width
 
 
 def _arrowhead(start: tuple, end: tuple, size: float) -> tuple[tuple, list]:
@@ -3148,6 +3170,105 @@ def quiz(root: Value, answers: Iterator[str] | None = None,
     return marks
 
 
+def step_through(root: Value, path: str | None = None, rankdir: str = "LR",
+                 say: Callable[[str], None] = print) -> list[str]:
+    """Backpropagation played step by step over the drawn graph: the forward pass, an op at a
+    time, each edge carrying its value; then an op at a time from the root down, the op
+    marked, each of its incoming edges labelled with the op's local derivative and upstream
+    x local, each child's gradient shown as its running sum ('3 + -6 = -3' for a value used
+    twice). say() is told each step in a line; path, if given, gets the frames: a GIF, or a
+    folder of numbered PNGs. Returns the lines."""
+    order = _topological_order(root)
+    if any(v._children and v._local_grads is None for v in order):
+        raise ValueError("step_through() plays local gradients: a node made with a _backward "
+                         "of its own has none to show")
+    names = _short_names(order[::-1])
+    top, ops = names[root], [v for v in order if v._children]
+    frames, lines, got = [], [], {root: [1.0]}  # got: each value's contributions so far
+
+    def box(v: Value, known: set, grads: bool) -> str:
+        data = _digits(v.data) if v in known else "?"
+        parts = got.get(v, []) if grads else []
+        grad = "?" if not parts else _digits(parts[0]) if len(parts) == 1 else (
+            " + ".join(map(_digits, parts)) + f" = {_digits(sum(parts))}")
+        return f"{names[v]} | data {data} | grad {grad}"
+
+    known = {v for v in order if not v._children}
+    for v in ops:  # forward: each op's value from its children's
+        known.add(v)
+        lines.append(f"forward: {names[v]} = {_rule(v, names)} = {_digits(v.data)}")
+        frames.append(({u: box(u, known, False) for u in order}, v,
+                       [(c, _digits(c.data)) for c in dict.fromkeys(v._children)]))
+    for v in reversed(ops):  # backward: from the root down, the chain rule at each op
+        upstream, notes, parts = sum(got[v]), [], []
+        for c, local in zip(v._children, v._local_grads):
+            got.setdefault(c, []).append(upstream * local)
+            notes.append((c, f"local {_digits(local)}\n{_digits(upstream)} x {_digits(local)}"
+                             f" = {_digits(upstream * local)}"))
+            parts.append(f"d{top}/d{names[c]} += {_digits(upstream)} * {_digits(local)} = "
+                         f"{_digits(upstream * local)}")
+        lines.append(f"backward: {names[v]} = {_rule(v, names)}: {'; '.join(parts)}")
+        frames.append(({u: box(u, known, True) for u in order}, v, notes))
+    for line in lines:
+        say(line)
+    if path is not None:
+        _write_frames(root, frames, path, rankdir)
+    return lines
+
+
+def _write_frames(root: Value, frames: list, path: str, rankdir: str) -> None:
+    """The frames of step_through() drawn on one layout, sized for the widest text each box
+    and each note gets, into a GIF or a folder of PNGs."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from PIL import Image  # Pillow comes with matplotlib
+
+    widest: dict = {}
+    for texts, _, _ in frames:
+        for v, text in texts.items():
+            widest[v] = max(widest.get(v, ""), text, key=len)
+    ops = {("op", v): v._op for _, v, _ in frames}
+    note_width = max(len(line) for _, _, notes in frames for _, note in notes
+                     for line in note.split("\n")) * _CHAR_WIDTH
+    layout = _layout(root, rankdir, text={**widest, **ops}, rank_gap=note_width + 24.0)
+    pos, size = layout[0], layout[3]
+    along = 0 if rankdir == "LR" else 1
+    images = []
+    for texts, op, notes in frames:
+        merged: dict[Value, list[str]] = {}  # a + a: both notes by the one edge
+        for child, note in notes:
+            merged.setdefault(child, []).append(note)
+        placed = []
+        for child, parts in merged.items():  # in the gap after the child, by its edge
+            note = "\n".join(parts)
+            start, end = _port(pos[child], size[child], along, +1), pos[("op", op)]
+            lines = note.count("\n") + 1
+            if along == 0:  # on the edge's outer side: above it if it falls to the op
+                side = 1.0 if end[1] <= start[1] else -1.0
+                x = start[0] + note_width / 2 + 12.0
+                y = start[1] + side * (lines * _LINE_PITCH / 2 + 4.0)
+            else:  # beside the edge, toward the outside
+                side = 1.0 if end[0] <= start[0] else -1.0
+                x = start[0] + side * (note_width / 2 + 8.0)
+                y = start[1] - lines * _LINE_PITCH / 2 - 8.0
+            placed.append(((x, y), note))
+        fig, _, _ = _paint(layout, rankdir, lambda v: _RESULT_FILL,
+                           text={**texts, **ops}, marked={("op", op)}, notes=placed)
+        canvas = FigureCanvasAgg(fig)
+        canvas.draw()
+        images.append(Image.frombuffer("RGBA", canvas.get_width_height(),
+                                       canvas.buffer_rgba()).convert("RGB"))
+    if path.lower().endswith(".gif"):
+        with _replacing(path) as f:
+            quantized = [im.quantize(method=Image.Quantize.FASTOCTREE) for im in images]
+            quantized[0].save(f, format="GIF", save_all=True, append_images=quantized[1:],
+                              duration=1500, loop=0)
+        return
+    os.makedirs(path, exist_ok=True)
+    for k, image in enumerate(images, 1):
+        with _replacing(os.path.join(path, f"step_{k:02d}.png")) as f:
+            image.save(f, format="PNG")
+
+
 # ---------------------------------------------------------------------------------------------
 # Benchmark: how close the engine comes to plain Python floats
 # ---------------------------------------------------------------------------------------------
@@ -3586,6 +3707,16 @@ def _image_path(text: str) -> str:
     return text
 
 
+def _steps_path(text: str) -> str:
+    if not text:
+        raise argparse.ArgumentTypeError("the name is empty")
+    extension = os.path.splitext(text.rstrip("/" + os.sep))[1].lower()
+    if extension not in ("", ".gif"):
+        raise argparse.ArgumentTypeError(f"{text!r}: end the name in .gif, or name a folder "
+                                         "for numbered PNGs")
+    return text
+
+
 def _assignments(text: str) -> dict[str, float]:
     values = {}
     for part in text.split(","):
@@ -3629,6 +3760,9 @@ def build_parser() -> argparse.ArgumentParser:
     expr.add_argument("--check", action="store_true",
                       help="check each input's gradient by nudging it: forward and central "
                            "differences, the relative error and a verdict")
+    expr.add_argument("--steps", type=_steps_path, metavar="FILE.gif|FOLDER",
+                      help="play backpropagation step by step: the frames as a GIF, or as "
+                           "numbered PNGs in a folder; the steps printed a line each")
     expr.add_argument("--quiz", action="store_true",
                       help="ask for each gradient from the root down, one answer a line on "
                            "standard input; the drawing marks them right or wrong")
@@ -3748,7 +3882,9 @@ def run_expr(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     if unused:
         parser.error(f"--at gives {', '.join(sorted(unused))}, which the expression "
                      "does not use")
-    _check_folder(args.out)
+    for path in (args.out, args.steps):
+        if path and path.lower().endswith((".png", ".svg", ".pdf", ".gif")):
+            _check_folder(path)
     fills = None
     if args.quiz:
         marks = quiz(root)
@@ -3766,6 +3902,10 @@ def run_expr(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     if args.check:
         print()
         print(format_check(nudge_check(build, values)))
+    if args.steps:
+        print()
+        _draw(lambda: step_through(root, args.steps, rankdir=args.rankdir), args.steps)
+        print(f"steps saved to {args.steps}")
     _draw(lambda: draw_graph(root, args.out, show=args.show, rankdir=args.rankdir,
                              color=args.color, fills=fills), args.out)
     print(f"graph saved to {args.out}")

@@ -3354,6 +3354,48 @@ def test_expr_quiz_reads_answers_marks_them_and_scores(tmp_path):
     assert short.stdout.splitlines()[-2] == "score 1/6"  # no more answers: the rest wrong
 
 
+def parsed_steps(lines: list[str]) -> tuple[list[str], dict[str, float]]:
+    """The forward steps' names, and each name's gradient summed from the backward steps."""
+    forward = [line.split()[1] for line in lines if line.startswith("forward: ")]
+    grads: dict[str, float] = {}
+    for line in lines:
+        if line.startswith("backward: "):
+            for part in line.split(": ", 2)[2].split("; "):
+                name = part.split(" += ")[0].split("/d", 1)[1]
+                up, local = part.split(" += ")[1].split(" = ")[0].split(" * ")
+                grads[name] = grads.get(name, 0.0) + float(up) * float(local)
+    return forward, grads
+
+
+def test_backprop_plays_step_by_step_in_frames_and_lines(tmp_path):
+    result = run_cli("expr", "--steps", "s.gif", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in result.stdout.splitlines()
+             if line.startswith(("forward: ", "backward: "))]
+    forward, grads = parsed_steps(lines)
+    assert forward == ["e", "d", "L"] and len(lines) == 6  # a line per op, each way
+    L = mg._expression()
+    L.backward()
+    assert grads == {v.label: v.grad for v in mg._topological_order(L) if v.label != "L"}
+    assert lines[3] == ("backward: L = d*f: dL/dd += 1.0000 * -2.0000 = -2.0000; "
+                        "dL/df += 1.0000 * 4.0000 = 4.0000")
+    pytest.importorskip("matplotlib")
+    from PIL import Image
+
+    with Image.open(tmp_path / "s.gif") as gif:  # the forward frames and one per op
+        assert gif.n_frames == 6 and gif.size[0] >= 800
+    # a value used twice: its running sum; the frames as numbered PNGs in a folder
+    a = Value(3.0, "a")
+    r = a * a + a
+    lines = mg.step_through(r, str(tmp_path / "frames"), say=lambda line: None)
+    assert parsed_steps(lines)[1]["a"] == 7.0 == 2 * 3.0 + 1
+    assert sorted(p.name for p in (tmp_path / "frames").iterdir()) == [
+        "step_01.png", "step_02.png", "step_03.png", "step_04.png"]
+    for flag in ("s.png", ""):
+        result = run_cli("expr", "--steps", flag, cwd=tmp_path)
+        assert result.returncode == 2 and "Traceback" not in result.stderr
+
+
 # ---------------------------------------------------------------------------------------------
 # The chain rule, spelled out
 # ---------------------------------------------------------------------------------------------
