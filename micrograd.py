@@ -3893,9 +3893,11 @@ def run_expr(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
         root.backward()
         names = _short_names(_topological_order(root)[::-1])
         width = max(6, *(len(n) + 2 for n in names.values()))
-        print(f"{'node':<{width}}{'op':<10}{'data':>12}{'grad':>12}")
+        op_width = max(4, *(len(v._op) + 2 for v in names))
+        print(f"{'node':<{width}}{'op':<{op_width}}{'data':>10}{'grad':>10}")
         for v in _topological_order(root):
-            print(f"{names[v]:<{width}}{v._op:<10}{_digits(v.data):>12}{_digits(v.grad):>12}")
+            print(f"{names[v]:<{width}}{v._op:<{op_width}}{_digits(v.data):>10}"
+                  f"{_digits(v.grad):>10}")
     if args.explain:
         print()
         print(explain(root))
