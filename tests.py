@@ -1584,9 +1584,12 @@ def test_pasted_into_a_notebook_runs_no_command_line_and_shows_images():
                                   "epochs=2, verbose=False)\nplot_history(h)"),
         nbformat.v4.new_code_cell("from IPython.display import display\n"
                                   "display(draw_graph(b))\ndisplay(plot_history(h))\nNone"),
+        nbformat.v4.new_code_cell("explain(b)"),
     ]
     nbclient.NotebookClient(notebook, timeout=60, kernel_name="python3").execute()
-    pasted, graph, boundary, several = notebook.cells
+    pasted, graph, boundary, several, explained = notebook.cells
+    shown = explained.outputs[0]["data"]["text/plain"]  # lines, not a quoted string
+    assert shown.splitlines()[0] == "dn1/dn1 = 1.0000" and "\\n" not in shown
     assert pasted.outputs == []  # no command line, nothing printed
     for cell, count in ((graph, 1), (boundary, 1), (several, 2)):  # each figure shown once
         images = [out for out in cell.outputs if "image/png" in out.get("data", {})]
