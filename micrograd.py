@@ -4127,14 +4127,6 @@ def run_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None
                      "file has its own")
     if args.epochs == 0 and not args.load:
         parser.error("--epochs 0 evaluates a saved model: give it with --load")
-    drawings = [flag for flag in ("plot", "boundary", "graph", "animate")
-                if getattr(args, flag)]
-    if drawings:  # find out now, not after a long run
-        try:
-            import matplotlib  # noqa: F401
-        except ImportError:
-            raise CommandError(f"--{drawings[0]} needs matplotlib, which is not installed "
-                               "(pip install matplotlib)") from None
     outputs: dict[str, str] = {}  # real path -> the flag that writes it
     for flag in ("save", "plot", "boundary", "graph", "animate"):
         path = getattr(args, flag)
@@ -4143,7 +4135,16 @@ def run_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None
                          f"{path}: give each output a file of its own")
         if path:
             outputs[os.path.realpath(path)] = flag
-            _check_folder(path)
+    drawings = [flag for flag in ("plot", "boundary", "graph", "animate")
+                if getattr(args, flag)]
+    if drawings:  # find out now, not after a long run
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise CommandError(f"--{drawings[0]} needs matplotlib, which is not installed "
+                               "(pip install matplotlib)") from None
+    for flag in ("save", "plot", "boundary", "graph", "animate"):
+        _check_folder(getattr(args, flag))
     loss = args.loss or task["loss"]
     classes = len(set(y))
     targets = _targets_for(loss, y, classes)

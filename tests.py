@@ -3288,6 +3288,7 @@ def test_a_hostile_or_broken_expression_is_exit_2_and_runs_nothing(text, message
 
 
 def test_expr_flags_work_on_an_expression(tmp_path):
+    pytest.importorskip("matplotlib")  # expr draws its graph
     result = run_cli("expr", "tanh(x1*w1 + x2*w2 + b)", "--at",
                      "x1=2,x2=0,w1=-3,w2=1,b=6.8813735870195432", "--explain", "--color",
                      "grad", "--out", "g.svg", cwd=tmp_path)
@@ -3313,6 +3314,7 @@ def check_rows(stdout: str) -> dict[str, list[str]]:
 
 
 def test_expr_check_nudges_each_input_and_gives_a_verdict(tmp_path):
+    pytest.importorskip("matplotlib")  # expr draws its graph
     result = run_cli("expr", "--check", cwd=tmp_path)
     rows = check_rows(result.stdout)
     L = mg._expression()
@@ -3336,6 +3338,7 @@ def test_expr_check_nudges_each_input_and_gives_a_verdict(tmp_path):
 
 
 def test_expr_quiz_reads_answers_marks_them_and_scores(tmp_path):
+    pytest.importorskip("matplotlib")  # expr draws its graph
     answers = "4\n-2\n0.5\nabc\n-4.0005\n6\n"  # f d c e b a: right, right, wrong x2, right x2
     result = subprocess.run([sys.executable, SCRIPT, "expr", "--quiz", "--out", "q.png"],
                             input=answers, capture_output=True, text=True, cwd=tmp_path,
@@ -3346,7 +3349,6 @@ def test_expr_quiz_reads_answers_marks_them_and_scores(tmp_path):
     assert ("wrong (0.5): hint: dL/dd * d(e+c)/dc = -2.0000 * 1.0000; the answer is -2.0000"
             in lines)
     assert "wrong (abc): hint:" in result.stdout
-    pytest.importorskip("matplotlib")
     from PIL import Image
 
     with Image.open(tmp_path / "q.png") as image:  # boxes filled green and red
@@ -3371,6 +3373,7 @@ def parsed_steps(lines: list[str]) -> tuple[list[str], dict[str, float]]:
 
 
 def test_backprop_plays_step_by_step_in_frames_and_lines(tmp_path):
+    pytest.importorskip("matplotlib")  # expr draws its graph
     result = run_cli("expr", "--steps", "s.gif", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     lines = [line for line in result.stdout.splitlines()
@@ -3382,7 +3385,6 @@ def test_backprop_plays_step_by_step_in_frames_and_lines(tmp_path):
     assert grads == {v.label: v.grad for v in mg._topological_order(L) if v.label != "L"}
     assert lines[3] == ("backward: L = d*f: dL/dd += 1.0000 * -2.0000 = -2.0000; "
                         "dL/df += 1.0000 * 4.0000 = 4.0000")
-    pytest.importorskip("matplotlib")
     from PIL import Image
 
     with Image.open(tmp_path / "s.gif") as gif:  # the forward frames and one per op
