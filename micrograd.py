@@ -3082,14 +3082,16 @@ def _allowed(node: ast.AST, values: Mapping[str, float]) -> None:
                               "+ - * / **, and one-argument functions")
 
 
-_KINKS = frozenset({"relu", "abs", "relu(dot)", "hinge"})  # ops whose slope jumps at 0
-
-
-def _kink_inputs(root: Value) -> list[float]:
-    """The inputs of every op of root's graph whose slope jumps at 0, in a fixed order."""
-    return [c.data for v in _topological_order(root) if v._op in _KINKS for c in v._children
-            if v._op != "relu(dot)"] + [v.data for v in _topological_order(root)
-                                         if v._op == "relu(dot)"]
+def _kink_sides(root: Value) -> list[bool]:
+    """For each op of root's graph whose slope jumps (relu, a relu neuron, a hinge, abs),
+    which side of its kink it is on, in the graph's order."""
+    sides = []
+    for v in _topological_order(root):
+        if v._op == "abs":
+            sides.append(v._children[0].data > 0)
+        elif v._op in ("relu", "relu(dot)", "hinge"):
+            sides.append(v.data > 0)  # zero on the flat side
+    return sides
 
 
 def nudge_check(build: Callable[[dict[str, float]], Value], values: Mapping[str, float],
@@ -3109,9 +3111,7 @@ def nudge_check(build: Callable[[dict[str, float]], Value], values: Mapping[str,
         forward, central = (high - mid) / h, (high - low) / (2 * h)
         scale = max(abs(leaf.grad), abs(central))
         error = abs(leaf.grad - central) / scale if scale else 0.0
-        crossed = [(a > 0) != (b > 0) or a == 0 or b == 0
-                   for a, b in zip(_kink_inputs(at[0]), _kink_inputs(at[2]))]
-        kink = any(crossed)
+        kink = _kink_sides(at[0]) != _kink_sides(at[2])
         if error < 1e-7:
             verdict = "right"
         elif kink:  # the slope jumps inside the step: the differences, not backward(), err
