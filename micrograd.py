@@ -2561,14 +2561,17 @@ def _colour_bar(fig: Figure, scale: object, width: float, bar: float) -> None:
 
 def draw_graph(root: Value, path: str | None = None, show: bool = False, rankdir: str = "LR",
                max_nodes: int = 300, params: Iterable[Value] = (), fold: bool = False,
-               color: str | None = None, fills: Mapping[Value, str] | None = None) -> Figure:
+               color: str | None = None, fills: Mapping[Value, str] | None = None,
+               title: str = "") -> Figure:
     """Draw the computation graph of root: a box per Value (label, data, grad), a red ellipse
     per op, an arrow per dependency. Values in `params` are filled blue, other leaves grey.
     With fold, a leaf that feeds exactly one op is written inside that op (a neuron's
     weights and bias: 'relu(dot) · 16 w + b'), which makes a network's graph readable.
     color="grad" fills each box by the sign and size of its gradient (blue below zero, red
     above, white at zero; a colour bar gives the scale; grey for nan or inf).
-    Saves to path (.png, .svg or .pdf) when given; returns the matplotlib Figure."""
+    Edges into a neuron are coloured by the sign of their weight (blue above zero, red below)
+    and widened by its size. Saves to path (.png, .svg or .pdf) when given; returns the
+    matplotlib Figure."""
     if color not in (None, "grad"):
         raise ValueError(f"color must be None or 'grad', got {color!r}")
     count = _drawn_values(root, max_nodes, fold)
@@ -2588,7 +2591,7 @@ def draw_graph(root: Value, path: str | None = None, show: bool = False, rankdir
             return scale.to_rgba(v.grad, alpha=0.8) if math.isfinite(v.grad) else "#bbbbbb"
         return _PARAM_FILL if v in params else _RESULT_FILL if v._children else _LEAF_FILL
 
-    fig, _, width = _paint(layout, rankdir, fill, bar=90.0 if color else 0.0)
+    fig, _, width = _paint(layout, rankdir, fill, bar=90.0 if color else 0.0, title=title)
     if scale is not None:
         _colour_bar(fig, scale, width, 90.0)
     return _finish(fig, path, show)
@@ -2596,10 +2599,11 @@ def draw_graph(root: Value, path: str | None = None, show: bool = False, rankdir
 
 def _paint(layout: tuple, rankdir: str, fill: Callable[[Value], object], bar: float = 0.0,
            text: dict | None = None, marked: Iterable = (),
-           notes: Iterable[tuple[tuple, str]] = ()) -> tuple[Figure, object, float]:
+           notes: Iterable[tuple[tuple, str]] = (),
+           title: str = "") -> tuple[Figure, object, float]:
     """The figure of a layout: boxes filled by fill(value), their text (or `text`'s), ops in
-    red (those in `marked` filled yellow), edges and arrowheads, and `notes`, (point, text)
-    pairs written in blue. Leaves `bar` points on the right for a colour bar."""
+    red (those in `marked` filled yellow), edges and arrowheads, `notes`, (point, text) pairs
+    written in blue, and a title above. Leaves `bar` points on the right for a colour bar."""
     from matplotlib.collections import LineCollection, PolyCollection
     from matplotlib.patches import Ellipse, FancyBboxPatch
 
@@ -2611,10 +2615,14 @@ def _paint(layout: tuple, rankdir: str, fill: Callable[[Value], object], bar: fl
     height = max([y + size[k][1] / 2 for k, (x, y) in pos.items()]
                  + [y + r for ((x, y), _), r in zip(notes, reach)]) + _MARGIN
     low = min([0.0] + [y - r - _MARGIN for ((x, y), _), r in zip(notes, reach)])
-    fig = _figure(width + bar, height - low)
+    top = 2 * _LINE_PITCH if title else 0.0
+    fig = _figure(width + bar, height - low + top)
     ax = fig.add_axes((0, 0, width / (width + bar), 1))
     ax.set_xlim(0, width)
-    ax.set_ylim(low, height)
+    ax.set_ylim(low, height + top)
+    if title:
+        ax.text(width / 2, height + top / 2, title, ha="center", va="center",
+                fontsize=_FONT_SIZE * 1.2, parse_math=False)
     ax.set_axis_off()
     # parse_math off: a label is a name, and "$" in it is a dollar sign
     text_style = {"ha": "center", "va": "center", "fontsize": _FONT_SIZE,
@@ -2643,12 +2651,30 @@ def _paint(layout: tuple, rankdir: str, fill: Callable[[Value], object], bar: fl
         base, triangle = _arrowhead(points[-2], points[-1], head)
         lines.append([*points[:-1], base])
         heads.append(triangle)
+    colours, widths = zip(*map(_edge_style, edges)) if edges else ((), ())
     # all edges as one collection and all arrowheads as another: drawn in one go each
-    ax.add_collection(LineCollection(lines, colors="#555555", linewidths=1.0, zorder=1),
+    ax.add_collection(LineCollection(lines, colors=colours, linewidths=widths, zorder=1),
                       autolim=False)
-    ax.add_collection(PolyCollection(heads, facecolors="#555555", edgecolors="#555555",
+    ax.add_collection(PolyCollection(heads, facecolors=colours, edgecolors=colours,
                                      linewidths=0.5, zorder=1), autolim=False)
     return fig, ax, width
+
+
+def _edge_style(edge: tuple) -> tuple[tuple, float]:
+    """An edge's colour and width: into a neuron (a dot product), by its weight's sign (blue
+    above zero, red below) and size, a little transparent, so that a layer's many edges do
+    not merge into a black band; others grey."""
+    child, head = edge
+    if isinstance(head, tuple) and head[1]._op.endswith(("dot", "dot)")):
+        node = head[1]
+        n = len(node._children) // 2  # (*w, *x) or (*w, *x, b)
+        at = node._children.index(child)
+        if n <= at < 2 * n:  # an input: its weight is the child n places before
+            w = node._children[at - n].data
+            strength = min(1.0, abs(w))
+            colour = (0.13, 0.4, 0.67) if w >= 0 else (0.7, 0.09, 0.17)
+            return (*colour, 0.25 + 0.45 * strength), 0.3 + 1.2 * strength
+    return (0.33, 0.33, 0.33, 1.0), 1.0
 
 
 def _arrowhead(start: tuple, end: tuple, size: float) -> tuple[tuple, list]:
@@ -2846,6 +2872,23 @@ def _scatter_samples(ax: object, X: list, y: list, colours: list, size: float = 
     return handles
 
 
+def _boundary_lines(ax: object, gx: list, gy: list, scores: list, split: float) -> list:
+    """Black lines where the model's decision changes: where one score crosses the split, or
+    where a class's probability passes the largest of the others. Returns them."""
+    if isinstance(scores[0], list):
+        curves = [([p[k] - max(p[:k] + p[k + 1:]) for p in map(_softmax, scores)], 0.0)
+                  for k in range(len(scores[0]))]
+    else:
+        curves = [(scores, split)]
+    drawn, n = [], len(gx)
+    for values, level in curves:
+        if min(values) < level < max(values):
+            grid = [values[i:i + n] for i in range(0, len(values), n)]
+            drawn.append(ax.contour(gx, gy, grid, levels=[level], colors="black",
+                                    linewidths=1.2))
+    return drawn
+
+
 def plot_decision_boundary(model: Callable, X: Sequence[Sequence[float]], y: Sequence,
                            path: str | None = None, show: bool = False,
                            resolution: int = 100, val: tuple[Sequence, Sequence] | None = None,
@@ -2883,14 +2926,7 @@ def plot_decision_boundary(model: Callable, X: Sequence[Sequence[float]], y: Seq
               interpolation="bilinear", aspect="auto", alpha=0.85)
     if scale is not None:
         fig.colorbar(ScalarMappable(scale, "RdBu_r"), ax=ax, label="model score", shrink=0.85)
-        lines = [(scores, split)]
-    else:  # where each class's probability passes the largest of the others
-        lines = [([p[k] - max(p[:k] + p[k + 1:]) for p in map(_softmax, scores)], 0.0)
-                 for k in range(len(scores[0]))]
-    for values, level in lines:
-        if min(values) < level < max(values):
-            grid = [values[i:i + resolution] for i in range(0, len(values), resolution)]
-            ax.contour(gx, gy, grid, levels=[level], colors="black", linewidths=1.2)
+    _boundary_lines(ax, gx, gy, scores, split)
     handles = _scatter_samples(ax, X, y, colours)
     if val_X:
         _scatter_samples(ax, val_X, val_y, colours, size=30, hollow=True)
@@ -2932,17 +2968,18 @@ class _Frames:
     def __call__(self, epoch: int, model: Module, history: History) -> None:
         if epoch in self.wanted:
             scores = predict(model, [[a, b] for b in self.gy for a in self.gx])
-            self.frames.append((epoch, scores, list(history.loss)))
+            self.frames.append((epoch, scores, list(history.loss), history.accuracy[-1]))
 
     def save(self, path: str, X: list, y: list, title: str = "",
              say: Callable[[str], None] = lambda line: None) -> None:
-        """Write the frames as an animated GIF: the plane shaded as plot_decision_boundary
-        shades it, with the samples on top, beside the loss so far."""
+        """Write the frames as an animated GIF, 1000 pixels wide: the plane shaded as
+        plot_decision_boundary shades it, with its decision line, the samples and a legend,
+        beside the loss so far; the epoch and the accuracy above."""
         from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.lines import Line2D
         from PIL import Image  # Pillow comes with matplotlib
 
         fig = _figure(720, 324)
-        fig.set_dpi(50)
         canvas = FigureCanvasAgg(fig)  # frames straight from the renderer, no PNG between
         board, curve = fig.subplots(1, 2)
         epochs, n = self.frames[-1][0], len(self.gx)
@@ -2951,29 +2988,37 @@ class _Frames:
                                origin="lower", extent=(self.gx[0], self.gx[-1], self.gy[0],
                                                        self.gy[-1]),
                                aspect="auto", interpolation="bilinear")
-        _scatter_samples(board, list(X), list(y), colours, size=18)
+        handles = _scatter_samples(board, list(X), list(y), colours, size=18)
+        handles.append(Line2D([], [], color="black", label="decision boundary"))
+        legend = board.legend(handles=handles, loc="upper right", fontsize="x-small",
+                              framealpha=0.8)
         board.set_xlabel("x0 (first input)")
         board.set_ylabel("x1 (second input)")
-        line, = curve.plot([], [], color="#1f77b4")
-        curve.set_xlim(1, max(epochs, 2))
-        curve.set_ylim(0, 1.05 * max(max(loss) for _, _, loss in self.frames))
+        line, = curve.plot([], [], color="#1f77b4", marker=".")  # a point shows at epoch 1
+        curve.set_xlim(0.5, max(epochs, 2) + 0.5)
+        curve.set_ylim(0, 1.05 * max(max(loss) for _, _, loss, _ in self.frames))
         _epoch_axis(curve)
         curve.set_ylabel("loss")
         label = fig.text(0.5, 0.95, "", ha="center", fontsize="large")
-        moving = (picture, *board.collections, line, label)  # the samples over the plane
+        moving = [picture, *board.collections, legend, line, label]  # over the plane
         for artist in moving:  # drawn anew on each frame, over a background drawn once
             artist.set_animated(True)
         fig.tight_layout(rect=(0, 0, 1, 0.92))
         canvas.draw()
         background = canvas.copy_from_bbox(fig.bbox)
         images = []
-        for k, (epoch, scores, losses) in enumerate(self.frames, 1):
+        for k, (epoch, scores, losses, share) in enumerate(self.frames, 1):
             canvas.restore_region(background)
             picture.set_data(_shade_plane(scores, n, self.split, colours)[0])
             line.set_data(range(1, len(losses) + 1), losses)
-            label.set_text(f"{title}epoch {epoch}/{epochs}")
-            for artist in moving:
+            accuracy_text = f", accuracy {_percent(share)}" if share is not None else ""
+            label.set_text(f"{title}epoch {epoch}/{epochs}{accuracy_text}")
+            fig.draw_artist(picture)
+            contours = _boundary_lines(board, self.gx, self.gy, scores, self.split)
+            for artist in [*contours, *moving[1:]]:
                 fig.draw_artist(artist)
+            for contour in contours:
+                contour.remove()
             frame = Image.frombuffer("RGBA", canvas.get_width_height(), canvas.buffer_rgba())
             # a GIF holds 256 colours: octree quantizing picks them ten times faster than
             # the median cut Pillow uses by default, with no difference to see here
@@ -4045,18 +4090,25 @@ def _write_outputs(args: argparse.Namespace, model: MLP, history: History, X: li
                                              dataset=args.dataset, loss=loss), args.boundary)
         _say(args, f"decision boundary saved to {args.boundary}")
     if args.graph:
-        sample_loss = _sample_loss(model, X[0], y[0], loss)
+        # the sample the model gets most wrong: its gradients teach (a met margin has none)
+        with no_grad():
+            losses = [_sample_loss(model, x, t, loss).data for x, t in zip(X, y)]
+        worst = max(range(len(X)), key=lambda i: (losses[i], -i))
+        sample_loss = _sample_loss(model, X[worst], y[worst], loss)
+        model.zero_grad()
         sample_loss.backward()
         fold, boxes = _graph_plan(sample_loss)
         if fold:
-            _say(args, f"the loss of sample 0 has {len(_topological_order(sample_loss))} "
-                       f"values: drawing it folded, each neuron's weights and bias inside "
+            _say(args, f"the loss of sample {worst} has {len(_topological_order(sample_loss))}"
+                       f" values: drawing it folded, each neuron's weights and bias inside "
                        f"its op ({boxes} value boxes)")
         if boxes > 100:  # a second or more
             _say(args, f"drawing {args.graph}...")
+        title = (f"the loss of sample {worst}, the largest of the {len(X)}: "
+                 f"{_digits(losses[worst])}")
         _draw(lambda: draw_graph(sample_loss, args.graph, params=model.parameters(),
-                                 max_nodes=GRAPH_LIMIT, fold=fold), args.graph)
-        _say(args, f"graph of the loss of sample 0 saved to {args.graph}")
+                                 max_nodes=GRAPH_LIMIT, fold=fold, title=title), args.graph)
+        _say(args, f"graph of {title} saved to {args.graph}")
 
 
 def _data_settings(args: argparse.Namespace, loss: str, samples: int) -> dict:

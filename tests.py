@@ -3600,7 +3600,43 @@ def test_animate_training_writes_a_gif_of_one_frame_per_epoch(tmp_path):
                                   optimizer="adam", verbose=False)
     assert len(history) == 4
     with Image.open(tmp_path / "s.gif") as gif:
-        assert gif.format == "GIF" and gif.n_frames == 4 and gif.size == (500, 225)
+        assert gif.format == "GIF" and gif.n_frames == 4 and gif.size == (1000, 450)
+        first = gif.convert("RGB")  # the loss panel shows the first epoch's point
+        colours = first.crop((520, 40, 990, 400)).getcolors(1 << 20)
+        assert any(r < 80 and g < 160 and b > 150 for _, (r, g, b) in colours)
+
+
+def test_train_graph_draws_the_sample_with_the_largest_loss(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    assert mg.main(["train", "--dataset", "moons", "--samples", "40", "--epochs", "5",
+                    "--graph", str(tmp_path / "g.svg")]) == 0
+    out = capsys.readouterr().out
+    saved = [line for line in out.splitlines() if line.startswith("graph of the loss")][0]
+    worst = int(saved.split("sample ")[1].split(",")[0])
+    X, y = mg.make_moons(40, seed=0)
+    model = mg.MLP(2, [16, 16, 1], activation="relu", output_activation="linear", seed=0)
+    mg.train(model, X, [2 * t - 1 for t in y], loss="hinge", optimizer="adam", epochs=5,
+             seed=0, verbose=False)
+    losses = [mg.hinge_loss([model(x)], [2 * t - 1]).data for x, t in zip(X, y)]
+    assert losses[worst] == max(losses) > 0  # the sample with the largest loss
+    svg = (tmp_path / "g.svg").read_text()
+    assert f"the loss of sample {worst}, the largest of the 40" in svg  # named in the title
+    grads = [float(g) for g in re.findall(r"grad (-?[0-9.e+-]+)<", svg)]
+    assert sum(g != 0 for g in grads) > len(grads) / 2  # most gradients are not zero
+
+
+def test_edges_into_a_neuron_show_their_weights(tmp_path):
+    pytest.importorskip("matplotlib")
+    neuron = mg.Neuron(2, "relu", rng=random.Random(0))
+    neuron.w[0].data, neuron.w[1].data = 0.8, -0.3
+    x0, x1 = Value(1.0, "x0"), Value(2.0, "x1")
+    out = neuron([x0, x1])
+    out.backward()
+    head = ("op", out)
+    (blue, wide), (red, thin) = mg._edge_style((x0, head)), mg._edge_style((x1, head))
+    assert blue[2] > blue[0] and red[0] > red[2]  # the sign of the weight
+    assert wide > thin and blue[3] < 1 and red[3] < 1  # its size; translucent
+    assert mg._edge_style((neuron.w[0], head)) == ((0.33, 0.33, 0.33, 1.0), 1.0)
 
 
 def test_train_animate_on_the_command_line(tmp_path, capsys):
