@@ -3064,6 +3064,16 @@ def parse_expression(text: str, values: Mapping[str, float]) -> Value:
     It is read through a whitelist of syntax, never eval(): anything else (an attribute, a
     call of another function, a lambda, a string) is an ExpressionError, before any of it
     is computed."""
+    build = compile_expression(text, values)
+    root = build({name: Value(value, name) for name, value in values.items()})
+    root.label = root.label or "out"
+    return root
+
+
+def compile_expression(text: str, names: Iterable[str]) -> Callable[[Mapping], Value]:
+    """The expression checked once (see parse_expression), as a function that builds its
+    graph on the leaves given for its names: build({"x": x, "y": y})."""
+    names = set(names)
     try:
         tree = ast.parse(text.strip(), mode="eval")
     except SyntaxError as e:
@@ -3073,41 +3083,42 @@ def parse_expression(text: str, values: Mapping[str, float]) -> Value:
     todo: list[ast.AST] = [tree]
     while todo:  # every node checked before anything is computed
         node = todo.pop()
-        _allowed(node, values)
+        _allowed(node, names)
         todo += node.args if isinstance(node, ast.Call) else ast.iter_child_nodes(node)
-    leaves: dict[str, Value] = {}
 
-    def build(node: ast.AST) -> Value | float:
-        if isinstance(node, ast.Constant):
-            return float(node.value)
-        if isinstance(node, ast.Name):
-            return leaves.setdefault(node.id, Value(values[node.id], node.id))
-        if isinstance(node, ast.UnaryOp):
-            return _OPERATORS[type(node.op)](build(node.operand))
-        if isinstance(node, ast.BinOp):
-            return _OPERATORS[type(node.op)](build(node.left), build(node.right))
-        return EXPRESSION_FUNCTIONS[node.func.id](_as_value(build(node.args[0])))
+    def build(leaves: Mapping[str, Value]) -> Value:
+        def grow(node: ast.AST) -> Value | float:
+            if isinstance(node, ast.Constant):
+                return float(node.value)
+            if isinstance(node, ast.Name):
+                return leaves[node.id]
+            if isinstance(node, ast.UnaryOp):
+                return _OPERATORS[type(node.op)](grow(node.operand))
+            if isinstance(node, ast.BinOp):
+                return _OPERATORS[type(node.op)](grow(node.left), grow(node.right))
+            return EXPRESSION_FUNCTIONS[node.func.id](_as_value(grow(node.args[0])))
 
-    try:
-        root = build(tree.body)
-    except RecursionError:
-        raise ExpressionError("the expression is nested too deeply") from None
-    except (ValueError, ZeroDivisionError, OverflowError) as e:
-        raise ExpressionError(f"{text!r} cannot be computed at these values: {e}") from None
-    if not isinstance(root, Value):
-        raise ExpressionError(f"{text!r} has no op on a name: nothing to differentiate")
-    root.label = root.label or "out"
-    return root
+        try:
+            root = grow(tree.body)
+        except RecursionError:
+            raise ExpressionError("the expression is nested too deeply") from None
+        except (ValueError, ZeroDivisionError, OverflowError) as e:
+            raise ExpressionError(f"{text!r} cannot be computed at these values: {e}"
+                                  ) from None
+        if not isinstance(root, Value):
+            raise ExpressionError(f"{text!r} has no op on a name: nothing to differentiate")
+        return root
+    return build
 
 
 def _as_value(x: Value | float) -> Value:
     return x if isinstance(x, Value) else Value(x)
 
 
-def _allowed(node: ast.AST, values: Mapping[str, float]) -> None:
+def _allowed(node: ast.AST, names: set[str]) -> None:
     """Refuse a node outside the whitelist, naming it."""
     if isinstance(node, ast.Name):
-        if node.id not in values:
+        if node.id not in names:
             raise ExpressionError(f"{node.id} has no value: give it with --at {node.id}=...")
         return
     if isinstance(node, ast.Call):
@@ -3312,6 +3323,70 @@ def _write_frames(root: Value, frames: list, path: str, rankdir: str) -> None:
     for k, image in enumerate(images, 1):
         with _replacing(os.path.join(path, f"step_{k:02d}.png")) as f:
             image.save(f, format="PNG")
+
+
+def descend(text: str, start: tuple[float, float], optimizers: Sequence[tuple[str, float]],
+            steps: int = 500) -> dict[str, list[tuple[float, float, float]]]:
+    """Each optimizer's path down f(x, y), the expression `text`, from `start`: a list of
+    (x, y, f) from the start and after each step, optimizers given as (name, lr) pairs from
+    OPTIMIZERS, each stepping as its class does. A path that turns non-finite stops there."""
+    build = compile_expression(text, ("x", "y"))
+    paths = {}
+    for name, lr in optimizers:
+        x, y = Value(start[0], "x"), Value(start[1], "y")
+        opt = OPTIMIZERS[name]([x, y], lr=lr)
+        path = []
+        for _ in range(steps + 1):
+            value = build({"x": x, "y": y})
+            path.append((x.data, y.data, value.data))
+            if len(path) > steps or not all(map(math.isfinite, path[-1])):
+                break
+            opt.zero_grad()
+            value.backward()
+            opt.step()
+        paths[f"{name} (lr {lr:g})"] = path
+    return paths
+
+
+def plot_paths(text: str, paths: dict, path: str | None = None, show: bool = False) -> Figure:
+    """The contours of f(x, y) around the paths that descend() found, and each path on them,
+    from its start (a circle) to its end (a cross)."""
+    import numpy as np
+
+    build = compile_expression(text, ("x", "y"))
+    points = [(x, y) for p in paths.values() for x, y, f in p if math.isfinite(f)]
+    xs, ys = [x for x, _ in points], [y for _, y in points]
+    pad_x, pad_y = (max(xs) - min(xs)) * 0.15 or 1.0, (max(ys) - min(ys)) * 0.15 or 1.0
+    gx = _linspace(min(xs) - pad_x, max(xs) + pad_x, 120)
+    gy = _linspace(min(ys) - pad_y, max(ys) + pad_y, 120)
+    with no_grad():
+        grid = np.array([[_value_or_nan(build, a, b) for a in gx] for b in gy])
+    fig = _figure(540, 432)
+    ax = fig.add_subplot()
+    finite = grid[np.isfinite(grid)]
+    levels = np.unique(np.quantile(finite, np.linspace(0.0, 1.0, 30))) if finite.size else []
+    if len(levels) > 1:  # quantiles: as many lines near the bottom of a valley as on its walls
+        ax.contour(gx, gy, grid, levels=levels, cmap="viridis", linewidths=0.7, alpha=0.8)
+    for k, (label, p) in enumerate(paths.items()):
+        colour = _CLASS_COLOURS[k % 10]
+        ax.plot([q[0] for q in p], [q[1] for q in p], color=colour, linewidth=1.4,
+                marker=".", markersize=3, label=f"{label}: f = {_digits(p[-1][2])}")
+        ax.plot(*p[0][:2], "o", color=colour, markersize=7)
+        ax.plot(*p[-1][:2], "x", color=colour, markersize=9, markeredgewidth=2)
+    ax.set_xlabel("x")
+    ax.set_ylabel("y")
+    ax.set_title(f"f(x, y) = {text}, {max(len(p) for p in paths.values()) - 1} steps",
+                 fontsize="medium")
+    ax.legend(loc="best", fontsize="small", framealpha=0.9)
+    fig.tight_layout()
+    return _finish(fig, path, show)
+
+
+def _value_or_nan(build: Callable, x: float, y: float) -> float:
+    try:
+        return build({"x": Value(x), "y": Value(y)}).data
+    except ExpressionError:  # outside the function's domain (a log of a negative, say)
+        return math.nan
 
 
 # ---------------------------------------------------------------------------------------------
@@ -3762,6 +3837,26 @@ def _steps_path(text: str) -> str:
     return text
 
 
+def _point(text: str) -> tuple[float, float]:
+    parts = text.split(",")
+    if len(parts) != 2:
+        raise argparse.ArgumentTypeError(f"{text!r}: give X,Y, such as -1.5,2")
+    return _number(parts[0], -math.inf), _number(parts[1], -math.inf)
+
+
+def _optimizer_names(text: str) -> list[str]:
+    names = [name.strip() for name in text.split(",")]
+    for name in names:
+        if name not in OPTIMIZERS:
+            raise argparse.ArgumentTypeError(f"unknown optimizer {name!r}; choose from "
+                                             f"{', '.join(OPTIMIZERS)}")
+    return names
+
+
+def _rates(text: str) -> list[float]:
+    return [_positive_float(part) for part in text.split(",")]
+
+
 def _assignments(text: str) -> dict[str, float]:
     values = {}
     for part in text.split(","):
@@ -3869,6 +3964,27 @@ def build_parser() -> argparse.ArgumentParser:
     add("--load", type=_path, metavar="FILE", help="start from a model saved with --save")
     add("--quiet", action="store_true", help="print only the final summary")
     train_cmd.set_defaults(command_parser=train_cmd)
+
+    descend_cmd = commands.add_parser(
+        "descend", help="optimizers' paths down a function of x and y, side by side",
+        description="Run each optimizer from the same start down f(x, y), an expression as "
+                    "expr reads them, print where each ends, and draw the paths over the "
+                    "function's contours.")
+    descend_cmd.add_argument("expression", help="f(x, y), such as '(1-x)**2 + "
+                                                "100*(y-x**2)**2' (Rosenbrock's)")
+    descend_cmd.add_argument("--start", type=_point, default=(-1.5, 2.0), metavar="X,Y",
+                             help="where every path starts (default -1.5,2)")
+    descend_cmd.add_argument("--optim", type=_optimizer_names, default=["sgd", "adam"],
+                             metavar="NAMES", help="optimizers, such as sgd,adam,rmsprop "
+                                                   "(default sgd,adam)")
+    descend_cmd.add_argument("--lr", type=_rates, metavar="RATES",
+                             help="a learning rate for each optimizer, or one for all "
+                                  "(default per optimizer: as train)")
+    descend_cmd.add_argument("--steps", type=lambda text: _whole(text, 1, MAX_STEPS),
+                             default=500, help="steps of each optimizer (default 500)")
+    descend_cmd.add_argument("--out", type=_image_path, default="paths.png", metavar="FILE",
+                             help="where to draw the paths (default paths.png)")
+    descend_cmd.set_defaults(command_parser=descend_cmd)
 
     bench_cmd = commands.add_parser(
         "bench", help="speed and memory figures",
@@ -4286,6 +4402,26 @@ def run_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None
         _say(args, f"animation saved to {args.animate}")
 
 
+def run_descend(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    rates = args.lr or [DEFAULT_LR[name] for name in args.optim]
+    if len(rates) == 1:
+        rates = rates * len(args.optim)
+    if len(rates) != len(args.optim):
+        parser.error(f"--lr gives {len(rates)} rates for {len(args.optim)} optimizers: give "
+                     "one for each, or one for all")
+    try:
+        paths = descend(args.expression, args.start, list(zip(args.optim, rates)), args.steps)
+    except ExpressionError as e:
+        parser.error(str(e))
+    _check_folder(args.out)
+    for label, path in paths.items():
+        x, y, f = path[-1]
+        end = (f"after {len(path) - 1} steps: x {_digits(x)}, y {_digits(y)}, f {_digits(f)}")
+        print(f"{label:<22} {end}" + ("  (diverged)" if not math.isfinite(f) else ""))
+    _draw(lambda: plot_paths(args.expression, paths, args.out), args.out)
+    print(f"paths saved to {args.out}")
+
+
 def run_bench(args: argparse.Namespace) -> None:
     def say(line: str) -> None:  # progress on stderr, so that stdout holds the figures only
         print(line, file=sys.stderr, flush=True)
@@ -4310,11 +4446,23 @@ def _discard_stdout() -> None:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
+def _negative_points(argv: Sequence[str]) -> list[str]:
+    """`--start -1.5,2` as `--start=-1.5,2`: argparse takes a value that starts with a minus
+    sign for a flag unless it is a single number."""
+    joined: list[str] = []
+    for arg in argv:
+        if joined and joined[-1] == "--start" and arg.startswith("-"):
+            joined[-1] = f"--start={arg}"
+        else:
+            joined.append(arg)
+    return joined
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status (2 for bad flags, from argparse)."""
     _open_missing_streams()
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_negative_points(sys.argv[1:] if argv is None else argv))
     if args.command is None:
         parser.print_help()
         return 2
@@ -4323,6 +4471,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             run_expr(args, args.command_parser)
         elif args.command == "train":
             run_train(args, args.command_parser)
+        elif args.command == "descend":
+            run_descend(args, args.command_parser)
         else:
             run_bench(args)
         sys.stdout.flush()  # a full disk shows here, where it can be reported

@@ -3401,6 +3401,52 @@ def test_backprop_plays_step_by_step_in_frames_and_lines(tmp_path):
         assert result.returncode == 2 and "Traceback" not in result.stderr
 
 
+ROSENBROCK = "(1-x)**2 + 100*(y-x**2)**2"
+
+
+def test_descend_takes_each_optimizers_own_path():
+    paths = mg.descend(ROSENBROCK, (-1.5, 2.0), [("sgd", 0.001), ("adam", 0.05),
+                                                 ("rmsprop", 0.01)], 500)
+    for (name, lr), path in zip((("sgd", 0.001), ("adam", 0.05), ("rmsprop", 0.01)),
+                                paths.values()):
+        x, y = Value(-1.5), Value(2.0)  # the same optimizer class, stepped by hand
+        opt = mg.OPTIMIZERS[name]([x, y], lr=lr)
+        by_hand = []
+        for step in range(501):
+            f = (1 - x) ** 2 + 100 * (y - x ** 2) ** 2
+            by_hand.append((x.data, y.data, f.data))
+            if step < 500:
+                opt.zero_grad()
+                f.backward()
+                opt.step()
+        assert path == by_hand
+    # torch 2.13, float64, the same 500 steps: SGD and Adam end where these end, to the bit
+    ends = [p[-1][:2] for p in paths.values()]
+    assert ends[0] == (-1.112868440659592, 1.2463736587652636)
+    assert ends[1] == (0.6652439080154956, 0.4415636096775462)
+
+
+def test_descend_on_the_command_line_prints_and_draws(tmp_path):
+    pytest.importorskip("matplotlib")
+    result = run_cli("descend", ROSENBROCK, "--start", "-1.5,2", "--optim", "sgd,adam",
+                     "--lr", "0.001,0.05", "--steps", "50", "--out", "p.png", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("sgd (lr 0.001)") and "after 50 steps" in lines[0]
+    assert png_size(tmp_path / "p.png")[0] > 400
+    result = run_cli("descend", "x*y", "--lr", "10", "--optim", "sgd", "--steps", "400",
+                     "--start", "1,1", "--out", "d.png", cwd=tmp_path)
+    assert result.returncode == 0 and "(diverged)" in result.stdout  # said, not a traceback
+    for flags, message in ((["__import__('os')"], "unknown function"),
+                           (["x*z"], "z has no value"),
+                           ([ROSENBROCK, "--optim", "sgd,adam", "--lr", "1,2,3"],
+                            "3 rates for 2 optimizers"),
+                           ([ROSENBROCK, "--optim", "lbfgs"], "unknown optimizer"),
+                           ([ROSENBROCK, "--start", "1"], "give X,Y")):
+        result = run_cli("descend", *flags, cwd=tmp_path)
+        assert result.returncode == 2 and message in result.stderr, result.stderr
+
+
 # ---------------------------------------------------------------------------------------------
 # The chain rule, spelled out
 # ---------------------------------------------------------------------------------------------
