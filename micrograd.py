@@ -2764,32 +2764,41 @@ def _epoch_axis(ax: object) -> None:
     ax.grid(alpha=0.3)
 
 
-def plot_history(history: History, path: str | None = None, show: bool = False,
-                 title: str | None = None) -> Figure:
+def plot_history(history: History | Mapping[str, History], path: str | None = None,
+                 show: bool = False, title: str | None = None) -> Figure:
     """Loss per epoch beside accuracy per epoch (when the labels are classes); validation
-    dashed; titled with the loss and the optimizer that train() used."""
-    has_accuracy = any(a is not None for a in history.accuracy)
+    dashed; titled with the loss and the optimizer that train() used. Several runs, given
+    as {name: history}, are overlaid, a colour each."""
+    runs = dict(history) if isinstance(history, Mapping) else {"": history}
+    has_accuracy = any(a is not None for h in runs.values() for a in h.accuracy)
     fig = _figure(720 if has_accuracy else 432, 324)
-    epochs = list(range(1, len(history) + 1))
     panels = fig.subplots(1, 2) if has_accuracy else [fig.subplots(1, 1)]
-    curves = [("loss", history.loss, history.val_loss)]
-    if has_accuracy:
-        curves.append(("accuracy (%)", [100 * (a or 0.0) for a in history.accuracy],
-                       [100 * (a or 0.0) for a in history.val_accuracy]))
-    for ax, (name, train_values, val_values) in zip(panels, curves):
-        ax.plot(epochs, train_values, color="#1f77b4", marker="." if len(epochs) < 30 else "",
-                label="training")
-        if val_values:
-            ax.plot(epochs, val_values, color="#ff7f0e", linestyle="--", label="validation")
+    for k, (name, h) in enumerate(runs.items()):
+        epochs = list(range(1, len(h) + 1))
+        curves = [h.loss, h.val_loss]
+        if has_accuracy:
+            curves += [[100 * (a or 0.0) for a in h.accuracy],
+                       [100 * (a or 0.0) for a in h.val_accuracy]]
+        colour = "#1f77b4" if len(runs) == 1 else _CLASS_COLOURS[k % 10]
+        for ax, train_values, val_values in zip(panels, curves[::2], curves[1::2]):
+            ax.plot(epochs, train_values, color=colour, marker="." if len(epochs) < 30 else "",
+                    label=name or "training")
+            if val_values:
+                ax.plot(epochs, val_values, color="#ff7f0e" if len(runs) == 1 else colour,
+                        linestyle="--", label=f"{name} validation".strip())
+    for ax, name in zip(panels, ("loss", "accuracy (%)")):
         _epoch_axis(ax)
         ax.set_ylabel(name)
-        ax.legend(loc="best", frameon=True, framealpha=0.9)
-    if max(map(abs, filter(math.isfinite, history.loss + history.val_loss)), default=0) > 1e100:
+        ax.legend(loc="best", frameon=True, framealpha=0.9, fontsize="small")
+    losses = [v for h in runs.values() for v in h.loss + h.val_loss if math.isfinite(v)]
+    if max(map(abs, losses), default=0) > 1e100:
         panels[0].set_yscale("log")  # near the float limit a linear axis overflows
     if has_accuracy:
         panels[1].set_ylim(-2, 102)
-    loss_name = f"{history.loss_name} loss" if history.loss_name else "loss"
-    fig.suptitle(title or ", ".join(filter(None, [loss_name, history.optimizer])))
+    last = list(runs.values())[-1]
+    loss_name = f"{last.loss_name} loss" if last.loss_name else "loss"
+    optimizer = last.optimizer if len(runs) == 1 else ""
+    fig.suptitle(title or ", ".join(filter(None, [loss_name, optimizer])))
     fig.tight_layout()
     return _finish(fig, path, show)
 
@@ -2942,6 +2951,32 @@ def plot_decision_boundary(model: Callable, X: Sequence[Sequence[float]], y: Seq
     if val_X:
         parts.append(f"validation {_percent(accuracy(predict(model, val_X), val_y, split))}")
     ax.set_title(f"{dataset + ': ' if dataset else ''}{', '.join(parts)}")
+    fig.tight_layout()
+    return _finish(fig, path, show)
+
+
+def plot_boundaries(models: Mapping[str, Callable], X: Sequence[Sequence[float]],
+                    y: Sequence, path: str | None = None, show: bool = False,
+                    loss: str | Callable | None = None, resolution: int = 60) -> Figure:
+    """The decision boundaries of several 2-input models on the same samples, side by side,
+    each shaded as plot_decision_boundary shades one, its accuracy in its title."""
+    X, y = [list(map(float, p)) for p in X], list(y)
+    split = 0.0 if loss is None else _threshold(loss, y)
+    gx, gy = _grid(X, resolution)
+    fig = _figure(260 * len(models), 280)
+    for ax, (name, model) in zip(fig.subplots(1, len(models), squeeze=False)[0],
+                                 models.items()):
+        scores = predict(model, [[a, b] for b in gy for a in gx])
+        colours = _class_colours(scores, y)
+        ax.imshow(_shade_plane(scores, resolution, split, colours)[0], origin="lower",
+                  extent=(gx[0], gx[-1], gy[0], gy[-1]), interpolation="bilinear",
+                  aspect="auto", alpha=0.85)
+        _boundary_lines(ax, gx, gy, scores, split)
+        _scatter_samples(ax, X, y, colours, size=14)
+        ax.set_title(f"{name}: {_percent(accuracy(predict(model, X), y, split))}",
+                     fontsize="medium")
+        ax.set_xticks([])
+        ax.set_yticks([])
     fig.tight_layout()
     return _finish(fig, path, show)
 
@@ -3871,6 +3906,20 @@ def _assignments(text: str) -> dict[str, float]:
     return values
 
 
+# what --compare may vary, each value read as the flag of that name reads it
+COMPARABLE = {"lr": "lr", "optim": "optim", "activation": "activation", "hidden": "hidden",
+              "batch-size": "batch_size"}
+
+
+def _comparison(text: str) -> tuple[str, list[str]]:
+    setting, equals, values = text.partition("=")
+    if not equals or setting not in COMPARABLE or not values:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: give SETTING=V1,V2,... with SETTING one of {', '.join(COMPARABLE)} "
+            "(hidden sizes: 16x16 for two layers)")
+    return setting, values.split(",")
+
+
 def _dataset_defaults(parameter: str) -> str:
     """'moons 100, circles 100, spiral 150': a maker's default, for the help text."""
     return ", ".join(f"{name} {inspect.signature(maker).parameters[parameter].default}"
@@ -3963,6 +4012,10 @@ def build_parser() -> argparse.ArgumentParser:
     add("--save", type=_path, metavar="FILE", help="save the trained model as JSON")
     add("--load", type=_path, metavar="FILE", help="start from a model saved with --save")
     add("--quiet", action="store_true", help="print only the final summary")
+    add("--compare", type=_comparison, metavar="SETTING=V1,V2,...",
+        help="a run for each value of one setting (" + ", ".join(COMPARABLE) + "), from the "
+             "same seed: a row each; --plot overlays the curves, --boundary puts the "
+             "boundaries side by side")
     train_cmd.set_defaults(command_parser=train_cmd)
 
     descend_cmd = commands.add_parser(
@@ -4278,7 +4331,10 @@ def _resume(args: argparse.Namespace, saved: dict | None, optim: str, opt: Optim
     return rng, done, earlier
 
 
-def run_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+def run_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict:
+    """One training run as the flags ask; returns what a comparison needs of it."""
+    if args.compare:
+        return _run_comparison(args, parser)
     task = TASKS[args.dataset]
     X, y = _load_data(args, parser)
     for flag in ("boundary", "animate"):
@@ -4379,9 +4435,9 @@ def run_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None
               _format_predictions(_shown(model, X_train, loss)))
     # the loss of the trained model on every sample, not the mean over the last epoch's steps
     threshold = _threshold(loss, targets)  # as train() reads both sets: one cut-off
-    summary = "final: " + _metrics(*evaluate(model, X_train, y_train, loss, threshold),
-                                   evaluate(model, *val, loss, threshold) if val else None,
-                                   ", ")
+    final = evaluate(model, X_train, y_train, loss, threshold)
+    summary = "final: " + _metrics(*final, evaluate(model, *val, loss, threshold)
+                                   if val else None, ", ")
     if not epochs:
         print(summary + f" on all {len(X_train)} samples (evaluated only, after "
               f"{_plural(done, 'epoch')} of training)")
@@ -4400,6 +4456,53 @@ def run_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None
         _draw(lambda: frames.save(args.animate, X_train, y_train, f"{args.dataset}, ",
                                   lambda line: _say(args, line)), args.animate)
         _say(args, f"animation saved to {args.animate}")
+    return {"model": model, "history": history, "X": X_train, "y": y_train, "loss": loss,
+            "final": final}
+
+
+def _run_comparison(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict:
+    """Each value of the compared setting as a run of its own, from the same seed and so
+    the same data and initial weights: a row each, the curves overlaid with --plot, the
+    boundaries side by side with --boundary."""
+    import io
+
+    setting, raw = args.compare
+    for flag in ("save", "load", "graph", "animate"):
+        if getattr(args, flag):
+            parser.error(f"--compare runs several models: --{flag} takes one")
+    rows, runs = [], {}
+    for text in raw:
+        run = argparse.Namespace(**{**vars(args), "compare": None, "quiet": True,
+                                    "plot": None, "boundary": None})
+        option = next(a for a in parser._actions if a.dest == COMPARABLE[setting])
+        try:
+            value = option.type(text.replace("x", ",")) if option.type else text
+            if option.choices and value not in option.choices:
+                raise argparse.ArgumentTypeError(f"choose from {', '.join(option.choices)}")
+        except argparse.ArgumentTypeError as e:
+            parser.error(f"--compare {setting}={text}: {e}")
+        setattr(run, COMPARABLE[setting], value)
+        label = f"{setting}={text}"
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):  # the rows say what matters
+                runs[label] = run_train(run, parser)
+            loss, share = runs[label]["final"]
+            rows.append(f"{label:<24}{_loss(loss):>12}{_percent(share):>10}  trained")
+        except CommandError as e:
+            rows.append(f"{label:<24}{'-':>12}{'-':>10}  diverged: {e}")
+    print(f"{'setting':<24}{'final loss':>12}{'accuracy':>10}  run")
+    print("\n".join(rows))
+    if args.plot and runs:
+        _draw(lambda: plot_history({k: r["history"] for k, r in runs.items()}, args.plot),
+              args.plot)
+        _say(args, f"training curves saved to {args.plot}")
+    if args.boundary and runs:
+        first = next(iter(runs.values()))
+        _draw(lambda: plot_boundaries({k: r["model"] for k, r in runs.items()}, first["X"],
+                                      first["y"], args.boundary, loss=first["loss"]),
+              args.boundary)
+        _say(args, f"decision boundaries saved to {args.boundary}")
+    return {"runs": runs}
 
 
 def run_descend(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:

@@ -3685,6 +3685,38 @@ def test_edges_into_a_neuron_show_their_weights(tmp_path):
     assert mg._edge_style((neuron.w[0], head)) == ((0.33, 0.33, 0.33, 1.0), 1.0)
 
 
+def test_compare_rows_equal_separate_runs_and_a_diverged_one_is_reported(tmp_path, capsys):
+    common = ["train", "--dataset", "moons", "--samples", "30", "--epochs", "8"]
+    assert mg.main([*common, "--compare", "lr=0.003,0.3,1e300"]) == 0
+    rows = capsys.readouterr().out.splitlines()
+    assert rows[0].split() == ["setting", "final", "loss", "accuracy", "run"]
+    for row in rows[1:3]:
+        setting, loss, share, status = row.split()
+        assert status == "trained"
+        assert mg.main([*common, "--lr", setting.split("=")[1], "--quiet"]) == 0
+        final = capsys.readouterr().out  # the same run, on its own: the same numbers
+        assert final.startswith(f"final: loss {loss}, accuracy {share} ")
+    assert rows[3].split()[:4] == ["lr=1e300", "-", "-", "diverged:"]
+    for setting, flag in (("hidden=4,8x8", "--hidden"), ("optim=sgd,adamw", "--optim"),
+                          ("batch-size=5,30", "--batch-size"),
+                          ("activation=tanh,gelu", "--activation")):
+        assert mg.main([*common, "--compare", setting]) == 0
+        rows = capsys.readouterr().out.splitlines()[1:]
+        value = setting.split("=")[1].split(",")[1].replace("x", ",")
+        assert mg.main([*common, flag, value, "--quiet"]) == 0
+        assert capsys.readouterr().out.startswith(
+            "final: loss " + rows[1].split()[1] + ", accuracy " + rows[1].split()[2])
+    pytest.importorskip("matplotlib")
+    assert mg.main([*common, "--compare", "lr=0.01,0.1", "--plot", str(tmp_path / "c.png"),
+                    "--boundary", str(tmp_path / "b.png")]) == 0
+    assert png_size(tmp_path / "b.png")[0] > 1.8 * png_size(tmp_path / "b.png")[1]  # two wide
+    for flags in (["--compare", "lr"], ["--compare", "depth=3,4"], ["--compare", "lr=0,1"],
+                  ["--compare", "lr=0.1", "--save", "m.json"]):
+        with pytest.raises(SystemExit) as stop:
+            mg.main([*common, *flags])
+        assert stop.value.code == 2
+
+
 def test_train_animate_on_the_command_line(tmp_path, capsys):
     pytest.importorskip("matplotlib")
     from PIL import Image
