@@ -2981,6 +2981,110 @@ def plot_boundaries(models: Mapping[str, Callable], X: Sequence[Sequence[float]]
     return _finish(fig, path, show)
 
 
+def _unit_outputs(model: MLP, points: list[list[float]]) -> list[list[list[float]]]:
+    """Each layer's outputs at each point, computed by the model's own layers without a
+    graph: [layer][unit][point]."""
+    layers: list[list[list[float]]] = [[[] for _ in layer.neurons] for layer in model.layers]
+    with no_grad():
+        for point in points:
+            x = tuple(Value(v) for v in point)
+            for k, layer in enumerate(model.layers):
+                x = tuple(layer._forward(x))
+                for unit, v in enumerate(x):
+                    layers[k][unit].append(v.data)
+    return layers
+
+
+def unit_health(model: MLP, X: Sequence[Sequence[float]]) -> list[list[str]]:
+    """For each layer's units: 'dead' (a relu never positive on X), 'saturated' (a tanh or
+    sigmoid beyond 0.97 of its range on most of X), or ''."""
+    marks = []
+    for layer, outputs in zip(model.layers, _unit_outputs(model, [list(x) for x in X])):
+        row = []
+        for out in outputs:
+            if layer.activation == "relu" and max(out) <= 0.0:
+                row.append("dead")
+            elif layer.activation in ("tanh", "sigmoid"):
+                far = [abs(2 * v - 1 if layer.activation == "sigmoid" else v) > 0.97
+                       for v in out]
+                row.append("saturated" if sum(far) > len(far) / 2 else "")
+            else:
+                row.append("")
+        marks.append(row)
+    return marks
+
+
+def plot_neurons(model: MLP, X: Sequence[Sequence[float]], y: Sequence,
+                 path: str | None = None, show: bool = False, resolution: int = 24) -> Figure:
+    """The network as TensorFlow Playground draws it: the inputs, then each unit as a small
+    map of its output over the input plane (blue low, red high), the edges between units
+    coloured by their weight's sign and as wide as its size, each unit's bias under it, and a
+    badge on a unit that is dead or saturated on the samples X (y colours nothing here: the
+    maps are the model's)."""
+    from matplotlib.colors import TwoSlopeNorm
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    X = [list(map(float, p)) for p in X]
+    if not isinstance(model, MLP) or model.nin != 2:
+        raise ValueError("plot_neurons draws an MLP of 2 inputs over the input plane")
+    gx, gy = _grid(X, resolution)
+    grid = [[a, b] for b in gy for a in gx]
+    columns = [[[p[0] for p in grid], [p[1] for p in grid]], *_unit_outputs(model, grid)]
+    health = [["", ""], *unit_health(model, X)]
+    side, gap, across, legend = 52.0, 22.0, 120.0, 64.0  # points
+    tallest = max(map(len, columns))
+    width, height = len(columns) * (side + across) - across + 40, tallest * (side + gap) + legend
+    fig = _figure(width, height)
+    board = fig.add_axes((0, 0, 1, 1))
+    board.set_xlim(0, width)
+    board.set_ylim(0, height)
+    board.set_axis_off()
+    centres = []
+    for c, units in enumerate(columns):
+        top = (height - legend + len(units) * (side + gap) - gap) / 2
+        centres.append([(20 + c * (side + across) + side / 2, top - u * (side + gap) - side / 2)
+                        for u in range(len(units))])
+    for c, layer in enumerate(model.layers, 1):  # edges first, under the maps
+        ws = [[w.data for w in n.w] for n in layer.neurons]
+        strongest = max(abs(w) for row in ws for w in row) or 1.0
+        for j, row in enumerate(ws):
+            for i, w in enumerate(row):
+                (x0, y0), (x1, y1) = centres[c - 1][i], centres[c][j]
+                board.plot([x0 + side / 2, x1 - side / 2], [y0, y1], zorder=1, alpha=0.6,
+                           color="#1f63a8" if w >= 0 else "#c2410c",
+                           linewidth=0.3 + 3.0 * abs(w) / strongest)
+    for c, units in enumerate(columns):
+        for u, values in enumerate(units):
+            x, y0 = centres[c][u]
+            ax = fig.add_axes(((x - side / 2) / width, (y0 - side / 2) / height, side / width,
+                               side / height))
+            centre = 0.5 if c and model.layers[c - 1].activation == "sigmoid" else 0.0
+            reach = max(abs(v - centre) for v in values) or 1.0
+            ax.imshow([values[r * resolution:(r + 1) * resolution] for r in range(resolution)],
+                      origin="lower", cmap="RdBu_r", interpolation="bilinear",
+                      norm=TwoSlopeNorm(centre, centre - reach, centre + reach))
+            ax.set_xticks([])
+            ax.set_yticks([])
+            below = f"x{u}" if c == 0 else f"b {model.layers[c - 1].neurons[u].b.data:+.2f}"
+            board.text(x, y0 - side / 2 - 3, below, ha="center", va="top", fontsize=7.5)
+            if health[c][u]:  # on the map itself: the maps are drawn over the board
+                ax.text(0.96, 0.94, health[c][u], ha="right", va="top", fontsize=6.5,
+                        color="white", transform=ax.transAxes,
+                        bbox={"boxstyle": "round,pad=0.2", "linewidth": 0,
+                              "facecolor": "black" if health[c][u] == "dead" else "#b45309"})
+    board.legend(handles=[
+        Line2D([], [], color="#1f63a8", linewidth=2, label="weight > 0 (wider: larger)"),
+        Line2D([], [], color="#c2410c", linewidth=2, label="weight < 0"),
+        Patch(facecolor="#2166ac", label="unit's output: low"),
+        Patch(facecolor="#b2182b", label="high (maps over the input plane)"),
+        Patch(facecolor="black", label="dead: a relu never positive on the data"),
+        Patch(facecolor="#b45309", label="saturated: beyond 0.97 of its range on most"),
+        Line2D([], [], linestyle="", marker="$b$", color="black", label="b: the unit's bias")],
+        loc="upper center", ncol=4, fontsize=7, frameon=False)
+    return _finish(fig, path, show)
+
+
 MAX_FRAMES = 60  # an animation samples long runs down to about this many frames
 
 
@@ -4004,6 +4108,12 @@ def build_parser() -> argparse.ArgumentParser:
     add("--plot", type=_image_path, metavar="FILE", help="save the training curves")
     add("--boundary", type=_image_path, metavar="FILE",
         help="save the decision boundary (datasets with 2 inputs)")
+    add("--neurons", type=_image_path, metavar="FILE",
+        help="save the network as TensorFlow Playground draws it: each unit's output over the "
+             "input plane, weighted edges, dead and saturated units marked (2 inputs)")
+    add("--init-scale", type=_positive_float, metavar="S",
+        help="multiply the initial weights by S (large: saturated units; small: vanishing "
+             "gradients)")
     add("--graph", type=_image_path, metavar="FILE",
         help="save the graph of the loss of one sample through the trained model")
     add("--animate", type=_gif_path, metavar="FILE.gif",
@@ -4258,6 +4368,9 @@ def _write_outputs(args: argparse.Namespace, model: MLP, history: History, X: li
         _draw(lambda: plot_decision_boundary(model, X, y, args.boundary, val=val,
                                              dataset=args.dataset, loss=loss), args.boundary)
         _say(args, f"decision boundary saved to {args.boundary}")
+    if args.neurons:
+        _draw(lambda: plot_neurons(model, X, y, args.neurons), args.neurons)
+        _say(args, f"neurons saved to {args.neurons}")
     if args.graph:
         # the sample the model gets most wrong: its gradients teach (a met margin has none)
         with no_grad():
@@ -4337,7 +4450,7 @@ def run_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict
         return _run_comparison(args, parser)
     task = TASKS[args.dataset]
     X, y = _load_data(args, parser)
-    for flag in ("boundary", "animate"):
+    for flag in ("boundary", "animate", "neurons"):
         if getattr(args, flag) and len(X[0]) != 2:
             parser.error(f"--{flag} draws datasets with 2 inputs; {args.dataset} has "
                          f"{len(X[0])}")
@@ -4346,20 +4459,20 @@ def run_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict
     if args.dataset in ("toy", "xor") and (args.samples or args.noise is not None):
         parser.error(f"--samples and --noise apply to moons, circles and spiral, "
                      f"not {args.dataset}")
-    if args.load and (args.hidden or args.activation):
-        parser.error("--hidden and --activation shape a new model; with --load the model "
-                     "file has its own")
+    if args.load and (args.hidden or args.activation or args.init_scale):
+        parser.error("--hidden, --activation and --init-scale shape a new model; with --load "
+                     "the model file has its own")
     if args.epochs == 0 and not args.load:
         parser.error("--epochs 0 evaluates a saved model: give it with --load")
     outputs: dict[str, str] = {}  # real path -> the flag that writes it
-    for flag in ("save", "plot", "boundary", "graph", "animate"):
+    for flag in ("save", "plot", "boundary", "graph", "animate", "neurons"):
         path = getattr(args, flag)
         if path and os.path.realpath(path) in outputs:
             parser.error(f"--{outputs[os.path.realpath(path)]} and --{flag} both name "
                          f"{path}: give each output a file of its own")
         if path:
             outputs[os.path.realpath(path)] = flag
-    drawings = [flag for flag in ("plot", "boundary", "graph", "animate")
+    drawings = [flag for flag in ("plot", "boundary", "graph", "animate", "neurons")
                 if getattr(args, flag)]
     if drawings:  # find out now, not after a long run
         try:
@@ -4367,7 +4480,7 @@ def run_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict
         except ImportError:
             raise CommandError(f"--{drawings[0]} needs matplotlib, which is not installed "
                                "(pip install matplotlib)") from None
-    for flag in ("save", "plot", "boundary", "graph", "animate"):
+    for flag in ("save", "plot", "boundary", "graph", "animate", "neurons"):
         _check_folder(getattr(args, flag))
     loss = args.loss or task["loss"]
     classes = len(set(y))
@@ -4398,6 +4511,10 @@ def run_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict
         model = MLP(sizes[0], sizes[1:],
                     activation=args.activation or task["activation"],
                     output_activation="tanh" if loss == "mse" else "linear", seed=args.seed)
+        for layer in model.layers if args.init_scale else ():
+            for neuron in layer.neurons:
+                for w in neuron.w:
+                    w.data *= args.init_scale
     if args.graph and _graph_plan(_sample_loss(model, X[0], targets[0], loss))[1] > GRAPH_LIMIT:
         raise CommandError(f"cannot draw {args.graph}: the loss of one sample has more than "
                            f"{GRAPH_LIMIT} values even folded; train a smaller network "
@@ -4467,7 +4584,7 @@ def _run_comparison(args: argparse.Namespace, parser: argparse.ArgumentParser) -
     import io
 
     setting, raw = args.compare
-    for flag in ("save", "load", "graph", "animate"):
+    for flag in ("save", "load", "graph", "animate", "neurons"):
         if getattr(args, flag):
             parser.error(f"--compare runs several models: --{flag} takes one")
     rows, runs = [], {}

@@ -3717,6 +3717,51 @@ def test_compare_rows_equal_separate_runs_and_a_diverged_one_is_reported(tmp_pat
         assert stop.value.code == 2
 
 
+def badges(fig) -> list[str]:
+    return [t.get_text() for ax in fig.axes[1:] for t in ax.texts]
+
+
+def test_neurons_map_every_unit_and_badge_the_dead_and_the_saturated(tmp_path):
+    pytest.importorskip("matplotlib")
+    X, y = mg.make_moons(40, seed=0)
+    model = mg.MLP(2, [6, 4, 1], activation="relu", output_activation="linear", seed=0)
+    fig = mg.plot_neurons(model, X, y)
+    assert len(fig.axes) == 1 + 2 + 6 + 4 + 1  # the board, the inputs and every unit
+    assert all(len(ax.get_images()) == 1 for ax in fig.axes[1:])
+    for neuron in model.layers[0].neurons[:4]:
+        neuron.b.data = -100.0  # never positive on any sample: dead
+    assert mg.unit_health(model, X)[0] == ["dead"] * 4 + ["", ""]
+    assert badges(mg.plot_neurons(model, X, y)).count("dead") >= 4
+    texts = [t.get_text() for t in mg.plot_neurons(model, X, y).axes[0].texts]
+    assert "b -100.00" in texts and "x0" in texts  # biases and inputs written under them
+    saturated = mg.MLP(2, [5, 1], activation="tanh", seed=0)
+    for w in saturated.layers[0].neurons[0].w:
+        w.data *= 50.0
+    assert mg.unit_health(saturated, X)[0][0] == "saturated"
+    assert "saturated" in badges(mg.plot_neurons(saturated, X, y))
+    result = run_cli("train", "--dataset", "circles", "--activation", "tanh", "--init-scale",
+                     "8", "--epochs", "2", "--samples", "40", "--neurons", "n.png",
+                     cwd=tmp_path)
+    assert result.returncode == 0 and "neurons saved to n.png" in result.stdout
+    for flags in (["--neurons", "n.png"], ["--dataset", "moons", "--load", "m.json",
+                                           "--init-scale", "2"]):
+        assert run_cli("train", *flags, cwd=tmp_path).returncode == 2  # toy: 3 inputs
+
+
+def test_init_scale_multiplies_the_initial_weights():
+    plain, scaled = mg.MLP(3, [4, 4, 1], seed=0), mg.MLP(3, [4, 4, 1], seed=0)
+    args = mg.build_parser().parse_args(["train", "--init-scale", "3", "--epochs", "1",
+                                         "--quiet"])
+    first = mg.run_train(args, mg.build_parser())["model"]
+    mg.train(plain, *mg.make_toy(), epochs=1, verbose=False, seed=0)
+    for layer in scaled.layers:
+        for neuron in layer.neurons:
+            for w in neuron.w:
+                w.data *= 3
+    mg.train(scaled, *mg.make_toy(), epochs=1, verbose=False, seed=0)
+    assert first.state_dict() == scaled.state_dict() != plain.state_dict()
+
+
 def test_train_animate_on_the_command_line(tmp_path, capsys):
     pytest.importorskip("matplotlib")
     from PIL import Image
