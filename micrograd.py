@@ -1540,14 +1540,16 @@ def train(model: Module, X: Sequence[Sequence[float]], y: Sequence, loss: str | 
           val: tuple[Sequence, Sequence] | None = None, verbose: bool = True,
           weight_decay: float | None = None,
           generator: random.Random | None = None,
-          on_epoch: Callable[[int, Module, History], None] | None = None) -> History:
+          on_epoch: Callable[[int, Module, History], None] | None = None,
+          on_step: Callable[[int, Module], None] | None = None) -> History:
     """Fit the model with mini-batch gradient descent; return what each epoch measured.
 
     Each epoch shuffles the samples with its own generator (seeded by `seed`, or `generator`
     to go on where a run stopped) into batches of `batch_size` (None: all); each batch's
     mean loss is backpropagated and the optimizer steps. The same seed, the same run, bit
     for bit. `optimizer`: a name from OPTIMIZERS (`lr` defaults to DEFAULT_LR) or an
-    Optimizer. `on_epoch(epoch, model, history)` is called after each epoch."""
+    Optimizer. `on_epoch(epoch, model, history)` is called after each epoch, and
+    `on_step(step, model)` after each step."""
     if get_ident() in _no_grad_threads:
         raise RuntimeError("train() cannot learn inside no_grad(): no graph is built there, "
                            "so no gradient flows; call it outside the with block")
@@ -1595,6 +1597,8 @@ def train(model: Module, X: Sequence[Sequence[float]], y: Sequence, loss: str | 
                 batch_loss.backward()
                 opt.step()
                 steps += 1
+                if on_step is not None:
+                    on_step(steps, model)
                 if not all(math.isfinite(p.data) for p in opt.params):
                     bad = _first_non_finite(model) if isinstance(model, Module) else None
                     raise TrainingError(_divergence(
@@ -3528,6 +3532,129 @@ def _value_or_nan(build: Callable, x: float, y: float) -> float:
         return math.nan
 
 
+class HealthRecorder:
+    """What a training run's health report needs, recorded as train() runs (pass its step and
+    epoch methods as on_step and on_epoch): each layer's update-to-data ratio at each step
+    (the spread of the step's changes over the spread of the parameters), its dead and
+    saturated units after each epoch, and the first parameter that turned nan or inf."""
+
+    def __init__(self, model: MLP, X: Sequence[Sequence[float]]) -> None:
+        self.model, self.X = model, [list(x) for x in X]
+        self.before = [[p.data for p in layer.parameters()] for layer in model.layers]
+        self.ratios: list[list[float]] = [[] for _ in model.layers]
+        self.counts: list[list[tuple[int, int]]] = []  # per epoch: (dead, saturated) a layer
+        self.first_bad: tuple[str, float, int] | None = None
+
+    def step(self, step: int, model: MLP) -> None:
+        for k, layer in enumerate(model.layers):
+            now = [p.data for p in layer.parameters()]
+            if self.first_bad is None:
+                bad = next((p for p in layer.parameters() if not math.isfinite(p.data)), None)
+                if bad is not None:
+                    self.first_bad = (bad.label, bad.data, step)
+            if all(map(math.isfinite, now)):
+                spread = statistics.pstdev(now) or 1e-300
+                change = [a - b for a, b in zip(now, self.before[k])]
+                self.ratios[k].append(statistics.pstdev(change) / spread)
+            self.before[k] = now
+
+    def epoch(self, epoch: int, model: MLP, history: History) -> None:
+        marks = unit_health(model, self.X)
+        self.counts.append([(row.count("dead"), row.count("saturated")) for row in marks])
+
+
+def _layer_signals(model: MLP, X: Sequence, y: Sequence, loss: str | Callable
+                   ) -> tuple[list[list[float]], list[list[float]]]:
+    """Each layer's outputs on X and their gradients from the mean loss: [layer][value]."""
+    acts: list[list[Value]] = [[] for _ in model.layers]
+    outputs = []
+    for x in X:
+        h = tuple(Value(v) for v in x)
+        for k, layer in enumerate(model.layers):
+            h = tuple(layer._forward(h))
+            acts[k] += h
+        outputs.append(h[0] if len(h) == 1 else list(h))
+    _loss_function(loss)(outputs, list(y)).backward()
+    return [[v.data for v in a] for a in acts], [[v.grad for v in a] for a in acts]
+
+
+def health_verdicts(model: MLP, recorder: HealthRecorder, grads: list[list[float]]
+                    ) -> list[str]:
+    """What the record says, in plain words, with what to change."""
+    verdicts = []
+    if recorder.first_bad is not None:
+        name, value, step = recorder.first_bad
+        verdicts.append(f"{name} turned {value} at step {step}: lower the learning rate")
+    last = recorder.counts[-1] if recorder.counts else []
+    for k, (layer, (dead, saturated)) in enumerate(zip(model.layers, last), 1):
+        units = len(layer.neurons)
+        if saturated and saturated >= units / 4:
+            verdicts.append(f"layer {k}: {round(100 * saturated / units)}% of "
+                            f"{layer.activation} units saturated: use smaller initial weights "
+                            "(--init-scale) or relu")
+        if dead and dead >= units / 4:
+            verdicts.append(f"layer {k}: {round(100 * dead / units)}% of relu units dead: use "
+                            "a lower learning rate, smaller initial weights (--init-scale) or "
+                            "leaky_relu")
+    for k, ratios in enumerate(recorder.ratios, 1):
+        if ratios:
+            recent = statistics.median(ratios[-10:])
+            if recent > 1e-2:
+                verdicts.append(f"update/data ratio {recent:.0e} in layer {k}: lower the "
+                                "learning rate (near 1e-3 is healthy)")
+            elif recent < 1e-5:
+                verdicts.append(f"update/data ratio {recent:.0e} in layer {k}: raise the "
+                                "learning rate (near 1e-3 is healthy)")
+    spreads = [statistics.pstdev(g) if all(map(math.isfinite, g)) else math.nan
+               for g in grads]
+    if len(spreads) > 1 and spreads[-1] > 0 and spreads[0] < 1e-3 * spreads[-1]:
+        verdicts.append(f"layer 1's gradients are {spreads[0] / spreads[-1]:.0e} times the "
+                        "last layer's: they vanish on the way back; use smaller initial "
+                        "weights (--init-scale) or relu")
+    return verdicts or ["no problem found: no layer dead or saturated, update/data ratios "
+                        "between 1e-5 and 1e-2, gradients reach the first layer"]
+
+
+def plot_health(model: MLP, recorder: HealthRecorder, acts: list[list[float]],
+                grads: list[list[float]], path: str | None = None,
+                show: bool = False) -> Figure:
+    """A layer a row: histograms of its outputs and of their gradients; then the update-to-
+    data ratio of each layer at each step on a log scale, with the 1e-3 line, and each
+    layer's dead and saturated units after each epoch."""
+    rows = len(model.layers) + 1
+    fig = _figure(720, 150 * rows + 30)
+    panels = fig.subplots(rows, 2, squeeze=False)
+    for k, (layer, a, g) in enumerate(zip(model.layers, acts, grads)):
+        for ax, values, what in ((panels[k][0], a, "outputs"), (panels[k][1], g, "gradients")):
+            finite = [v for v in values if math.isfinite(v)]
+            ax.hist(finite, bins=40, color=_CLASS_COLOURS[k % 10])
+            ax.set_title(f"layer {k + 1} ({layer.activation}): {what}", fontsize="small")
+            ax.tick_params(labelsize="x-small")
+    ratio_ax, count_ax = panels[-1]
+    for k, ratios in enumerate(recorder.ratios):
+        if ratios:
+            ratio_ax.plot(range(1, len(ratios) + 1), ratios, color=_CLASS_COLOURS[k % 10],
+                          label=f"layer {k + 1}")
+    ratio_ax.axhline(1e-3, color="black", linestyle="--", linewidth=1, label="1e-3")
+    if any(r > 0 for ratios in recorder.ratios for r in ratios):
+        ratio_ax.set_yscale("log")
+    ratio_ax.set_title("update / data ratio per step", fontsize="small")
+    ratio_ax.set_xlabel("step", fontsize="small")
+    ratio_ax.legend(fontsize="x-small")
+    epochs = range(1, len(recorder.counts) + 1)
+    for k in range(len(model.layers)):
+        colour = _CLASS_COLOURS[k % 10]
+        count_ax.plot(epochs, [c[k][0] for c in recorder.counts], color=colour,
+                      label=f"layer {k + 1} dead")
+        count_ax.plot(epochs, [c[k][1] for c in recorder.counts], color=colour,
+                      linestyle="--", label=f"layer {k + 1} saturated")
+    count_ax.set_title("dead and saturated units", fontsize="small")
+    _epoch_axis(count_ax)
+    count_ax.legend(fontsize="x-small", ncol=2)
+    fig.tight_layout()
+    return _finish(fig, path, show)
+
+
 # ---------------------------------------------------------------------------------------------
 # Benchmark: how close the engine comes to plain Python floats
 # ---------------------------------------------------------------------------------------------
@@ -4111,6 +4238,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("--neurons", type=_image_path, metavar="FILE",
         help="save the network as TensorFlow Playground draws it: each unit's output over the "
              "input plane, weighted edges, dead and saturated units marked (2 inputs)")
+    add("--diagnose", type=_image_path, metavar="FILE",
+        help="save the run's health (each layer's outputs and gradients, update/data ratios, "
+             "dead and saturated units) and print verdicts in plain words")
     add("--init-scale", type=_positive_float, metavar="S",
         help="multiply the initial weights by S (large: saturated units; small: vanishing "
              "gradients)")
@@ -4393,6 +4523,17 @@ def _write_outputs(args: argparse.Namespace, model: MLP, history: History, X: li
         _say(args, f"graph of {title} saved to {args.graph}")
 
 
+def _diagnose(args: argparse.Namespace, model: MLP, health: HealthRecorder, X: list, y: list,
+              loss: str) -> None:
+    """Print the run's health verdicts and draw its health report."""
+    acts, grads = _layer_signals(model, X, y, loss)
+    print("health:")
+    for verdict in health_verdicts(model, health, grads):
+        print(f"  {verdict}")
+    _draw(lambda: plot_health(model, health, acts, grads, args.diagnose), args.diagnose)
+    _say(args, f"health report saved to {args.diagnose}")
+
+
 def _data_settings(args: argparse.Namespace, loss: str, samples: int) -> dict:
     """What decides the data a run trains on, as a saved run records it."""
     maker = inspect.signature(DATASETS[args.dataset]).parameters
@@ -4465,22 +4606,22 @@ def run_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict
     if args.epochs == 0 and not args.load:
         parser.error("--epochs 0 evaluates a saved model: give it with --load")
     outputs: dict[str, str] = {}  # real path -> the flag that writes it
-    for flag in ("save", "plot", "boundary", "graph", "animate", "neurons"):
+    for flag in ("save", "plot", "boundary", "graph", "animate", "neurons", "diagnose"):
         path = getattr(args, flag)
         if path and os.path.realpath(path) in outputs:
             parser.error(f"--{outputs[os.path.realpath(path)]} and --{flag} both name "
                          f"{path}: give each output a file of its own")
         if path:
             outputs[os.path.realpath(path)] = flag
-    drawings = [flag for flag in ("plot", "boundary", "graph", "animate", "neurons")
-                if getattr(args, flag)]
+    drawings = [flag for flag in ("plot", "boundary", "graph", "animate", "neurons",
+                                  "diagnose") if getattr(args, flag)]
     if drawings:  # find out now, not after a long run
         try:
             import matplotlib  # noqa: F401
         except ImportError:
             raise CommandError(f"--{drawings[0]} needs matplotlib, which is not installed "
                                "(pip install matplotlib)") from None
-    for flag in ("save", "plot", "boundary", "graph", "animate", "neurons"):
+    for flag in ("save", "plot", "boundary", "graph", "animate", "neurons", "diagnose"):
         _check_folder(getattr(args, flag))
     loss = args.loss or task["loss"]
     classes = len(set(y))
@@ -4538,14 +4679,26 @@ def run_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict
               _format_predictions(_shown(model, X_train, loss)))
     start = time.perf_counter()
     history = History()
+    frames = _Frames(X_train, epochs, _threshold(loss, targets)) if args.animate else None
+    health = HealthRecorder(model, X_train) if args.diagnose else None
+
+    def on_epoch(epoch: int, model: MLP, history: History) -> None:
+        for watcher in (frames, health and health.epoch):
+            if watcher:
+                watcher(epoch, model, history)
+
     try:
-        frames = _Frames(X_train, epochs, _threshold(loss, targets)) if args.animate else None
         if epochs:
             history = train(model, X_train, y_train, loss=loss, optimizer=opt, epochs=epochs,
                             batch_size=args.batch_size, val=val, verbose=not args.quiet,
-                            generator=rng, on_epoch=frames)
+                            generator=rng, on_epoch=on_epoch,
+                            on_step=health.step if health else None)
     except TrainingError as e:
+        if health:
+            _diagnose(args, model, health, X_train, y_train, loss)
         raise CommandError(str(e)) from None
+    if health:
+        _diagnose(args, model, health, X_train, y_train, loss)
     seconds = time.perf_counter() - start
     if show:
         print(f"{_shown_as(loss) + ' after:':<{width}}",
@@ -4584,7 +4737,7 @@ def _run_comparison(args: argparse.Namespace, parser: argparse.ArgumentParser) -
     import io
 
     setting, raw = args.compare
-    for flag in ("save", "load", "graph", "animate", "neurons"):
+    for flag in ("save", "load", "graph", "animate", "neurons", "diagnose"):
         if getattr(args, flag):
             parser.error(f"--compare runs several models: --{flag} takes one")
     rows, runs = [], {}

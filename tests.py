@@ -3762,6 +3762,36 @@ def test_init_scale_multiplies_the_initial_weights():
     assert first.state_dict() == scaled.state_dict() != plain.state_dict()
 
 
+def test_health_verdicts_name_what_is_wrong_and_what_to_change(tmp_path, capsys):
+    X, y = mg.make_moons(30, seed=0)
+    labels = [2 * t - 1 for t in y]
+    model = mg.MLP(2, [4, 4, 1], activation="relu", output_activation="linear", seed=0)
+    for neuron in model.layers[1].neurons[:3]:
+        neuron.b.data = -100.0  # dead on every sample
+    health = mg.HealthRecorder(model, X)
+    mg.train(model, X, labels, loss="hinge", optimizer="sgd", lr=1e-9, epochs=2,
+             verbose=False, on_epoch=health.epoch, on_step=health.step)
+    grads = mg._layer_signals(model, X, labels, "hinge")[1]
+    verdicts = mg.health_verdicts(model, health, grads)
+    assert "layer 2: 75% of relu units dead: use a lower learning rate, smaller initial " \
+           "weights (--init-scale) or leaky_relu" in verdicts
+    assert any(v.startswith("update/data ratio") and "raise the learning rate" in v
+               for v in verdicts)  # 1e-9: the parameters barely move
+    assert len(health.ratios[0]) == 2 and health.counts[-1][1] == (3, 0)
+    model.layers[0].neurons[0].w[1].data = math.inf  # as a step that overflowed
+    health.step(3, model)
+    assert mg.health_verdicts(model, health, grads)[0] == (
+        "L0.N0.w1 turned inf at step 3: lower the learning rate")
+    pytest.importorskip("matplotlib")  # --diagnose draws
+    assert mg.main(["train", "--dataset", "circles", "--activation", "tanh", "--samples",
+                    "40", "--epochs", "3", "--init-scale", "8", "--quiet", "--diagnose",
+                    str(tmp_path / "h.png")]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "health:" and "% of tanh units saturated: use smaller initial weights " \
+        "(--init-scale) or relu" in out[1]
+    assert png_size(tmp_path / "h.png")[1] > 400
+
+
 def test_train_animate_on_the_command_line(tmp_path, capsys):
     pytest.importorskip("matplotlib")
     from PIL import Image
