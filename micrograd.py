@@ -89,6 +89,35 @@ class Value:
     def __float__(self) -> float:
         return self.data
 
+    # -- the habits of a PyTorch tensor, for scalars -------------------------------------------
+
+    requires_grad = True  # a leaf set to False gets no gradient and optimizers skip it
+
+    def item(self) -> float:
+        return self.data
+
+    @property
+    def is_leaf(self) -> bool:
+        return not self._children
+
+    def detach(self) -> Value:
+        """A new leaf with this data, cut from the graph (it requires no gradient)."""
+        out = Value(self.data)
+        out.requires_grad = False
+        return out
+
+    def __lt__(self, other: Value | float) -> bool:  # comparisons read the data; == stays
+        return self.data < _data_of(other)  # identity, as hashing a Value needs
+
+    def __le__(self, other: Value | float) -> bool:
+        return self.data <= _data_of(other)
+
+    def __gt__(self, other: Value | float) -> bool:
+        return self.data > _data_of(other)
+
+    def __ge__(self, other: Value | float) -> bool:
+        return self.data >= _data_of(other)
+
     @property
     def _prev(self) -> set[Value]:
         """The children as a set: the original micrograd's name for them."""
@@ -343,7 +372,7 @@ class Value:
                 for child, local in zip(node._children, node._local_grads):
                     child.grad += local * node.grad
         for leaf, grad in earlier:
-            leaf.grad = grad + leaf.grad
+            leaf.grad = grad + leaf.grad if leaf.requires_grad else grad
 
     def _backward(self) -> None:
         """Pass this node's gradient to its children. The original micrograd gives each node
@@ -374,6 +403,10 @@ def _to_float(x: object) -> float:
         return float(x)
     raise TypeError(
         f"Value needs a real number (int or float), got {type(x).__name__}: {x!r}")
+
+
+def _data_of(x: Value | float) -> float:
+    return x.data if isinstance(x, Value) else _to_float(x)
 
 
 def _option(value: object, name: str) -> float:
@@ -1033,6 +1066,10 @@ class Optimizer:
         states are computed first and stored only when every one of them has been."""
         new_values, new_states = [], []
         for p, state in zip(self.params, self.state):
+            if not p.requires_grad:  # frozen, as torch skips a parameter without a gradient
+                new_values.append(p.data)
+                new_states.append(state)
+                continue
             grad = p.grad
             if self.weight_decay and not self.decoupled_weight_decay:
                 grad = _add(grad, p.data, self.weight_decay)  # L2 penalty on the gradient

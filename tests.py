@@ -376,6 +376,25 @@ def test_value_basics():
     assert mg.ACTIVATIONS["linear"](v) is v
 
 
+def test_a_value_has_a_tensors_habits():
+    a, b = Value(2.0), Value(3.0)
+    c = a * b
+    assert c.item() == 6.0 and type(c.item()) is float
+    assert a.is_leaf and not c.is_leaf
+    assert (a < b, a <= 2.0, b > a, 3 >= b, a > 2.5) == (True, True, True, True, False)
+    assert a != Value(2.0) and len({a, Value(2.0)}) == 2  # == stays identity, hash works
+    assert sorted([b, a])[0] is a
+    d = c.detach()
+    assert d.data == 6.0 and d.is_leaf and not d.requires_grad and d is not c
+    b.requires_grad = False  # frozen: no gradient, and the optimizer leaves it
+    (c * d + a).backward()
+    assert a.grad == 3.0 * 6.0 + 1.0 and b.grad == 0.0 and d.grad == 0.0
+    opt = mg.SGD([a, b], lr=0.1)
+    b.grad = 5.0  # even if something wrote one
+    opt.step()
+    assert a.data == pytest.approx(0.1, rel=1e-14) and b.data == 3.0 and opt.state[1] == {}
+
+
 def test_node_is_small_and_takes_user_attributes():
     assert Value.__slots__ == ("data", "grad", "label", "_children", "_local_grads", "_op",
                                "__dict__")
