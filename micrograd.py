@@ -1404,6 +1404,11 @@ class History:
         last = f", last loss {self.loss[-1]:.6g}" if self.loss else ""
         return f"History({len(self)} epochs{last})"
 
+    animation: bytes | None = None  # the GIF of animate_training(), which a notebook shows
+
+    def _repr_html_(self) -> str | None:
+        return _gif_html(self.animation) if self.animation else None
+
 
 # Learning rates for train() that suit the small problems here (the classes keep torch's).
 DEFAULT_LR = {"sgd": 0.1, "adam": 0.05, "adamw": 0.05, "rmsprop": 0.01, "adagrad": 0.1}
@@ -3151,7 +3156,7 @@ class _Frames:
             self.frames.append((epoch, scores, list(history.loss), history.accuracy[-1]))
 
     def save(self, path: str, X: list, y: list, title: str = "",
-             say: Callable[[str], None] = lambda line: None) -> None:
+             say: Callable[[str], None] = lambda line: None) -> bytes:
         """Write the frames as an animated GIF, 1000 pixels wide: the plane shaded as
         plot_decision_boundary shades it, with its decision line, the samples and a legend,
         beside the loss so far; the epoch and the accuracy above."""
@@ -3205,18 +3210,35 @@ class _Frames:
             images.append(frame.convert("RGB").quantize(method=Image.Quantize.FASTOCTREE))
             if k % 20 == 0 or k == len(self.frames):
                 say(f"frame {k}/{len(self.frames)}")
-        with _replacing(path) as f:
-            images[0].save(f, format="GIF", save_all=True, append_images=images[1:],
-                           duration=120, loop=0)
+        return _write_gif(path, images, 120)
+
+
+def _write_gif(path: str, images: list, duration: int) -> bytes:
+    """Write an animated GIF atomically; return its bytes (a notebook shows them)."""
+    import io
+
+    buffer = io.BytesIO()
+    images[0].save(buffer, format="GIF", save_all=True, append_images=images[1:],
+                   duration=duration, loop=0)
+    with _replacing(path) as f:
+        f.write(buffer.getvalue())
+    return buffer.getvalue()
+
+
+def _gif_html(gif: bytes) -> str:
+    import base64
+
+    return f'<img src="data:image/gif;base64,{base64.b64encode(gif).decode()}"/>'
 
 
 def animate_training(model: Module, X: Sequence, y: Sequence, path: str,
                      epochs: int = 20, **train_options: object) -> History:
     """Train as train() does and write the run as an animated GIF to path: the decision
-    boundary and the loss curve growing, a frame per epoch (at most about MAX_FRAMES)."""
+    boundary and the loss curve growing, a frame per epoch (at most about MAX_FRAMES). The
+    History returned shows the GIF in a notebook."""
     frames = _Frames(list(X), epochs, _threshold(train_options.get("loss", "mse"), list(y)))
     history = train(model, X, y, epochs=epochs, on_epoch=frames, **train_options)
-    frames.save(path, list(X), list(y))
+    history.animation = frames.save(path, list(X), list(y))
     return history
 
 
@@ -3406,8 +3428,20 @@ def quiz(root: Value, answers: Iterator[str] | None = None,
     return marks
 
 
+class Steps(list):
+    """step_through()'s lines; a notebook shows its GIF, when one was made, else its lines."""
+
+    animation: bytes | None = None
+
+    def _repr_html_(self) -> str | None:
+        return _gif_html(self.animation) if self.animation else None
+
+    def _repr_pretty_(self, printer: object, cycle: bool) -> None:
+        printer.text("\n".join(self))
+
+
 def step_through(root: Value, path: str | None = None, rankdir: str = "LR",
-                 say: Callable[[str], None] = print) -> list[str]:
+                 say: Callable[[str], None] = print) -> Steps:
     """Backpropagation played step by step over the drawn graph: the forward pass, an op at a
     time, each edge carrying its value; then an op at a time from the root down, the op
     marked, each of its incoming edges labelled with the op's local derivative and upstream
@@ -3447,12 +3481,13 @@ def step_through(root: Value, path: str | None = None, rankdir: str = "LR",
         frames.append(({u: box(u, known, True) for u in order}, v, notes))
     for line in lines:
         say(line)
+    steps = Steps(lines)
     if path is not None:
-        _write_frames(root, frames, path, rankdir)
-    return lines
+        steps.animation = _write_frames(root, frames, path, rankdir)
+    return steps
 
 
-def _write_frames(root: Value, frames: list, path: str, rankdir: str) -> None:
+def _write_frames(root: Value, frames: list, path: str, rankdir: str) -> bytes | None:
     """The frames of step_through() drawn on one layout, sized for the widest text each box
     and each note gets, into a GIF or a folder of PNGs."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -3494,15 +3529,13 @@ def _write_frames(root: Value, frames: list, path: str, rankdir: str) -> None:
         images.append(Image.frombuffer("RGBA", canvas.get_width_height(),
                                        canvas.buffer_rgba()).convert("RGB"))
     if path.lower().endswith(".gif"):
-        with _replacing(path) as f:
-            quantized = [im.quantize(method=Image.Quantize.FASTOCTREE) for im in images]
-            quantized[0].save(f, format="GIF", save_all=True, append_images=quantized[1:],
-                              duration=1500, loop=0)
-        return
+        quantized = [im.quantize(method=Image.Quantize.FASTOCTREE) for im in images]
+        return _write_gif(path, quantized, 1500)
     os.makedirs(path, exist_ok=True)
     for k, image in enumerate(images, 1):
         with _replacing(os.path.join(path, f"step_{k:02d}.png")) as f:
             image.save(f, format="PNG")
+    return None
 
 
 def descend(text: str, start: tuple[float, float], optimizers: Sequence[tuple[str, float]],

@@ -1587,7 +1587,7 @@ def test_engine_and_training_need_no_matplotlib(tmp_path):
     assert "Traceback" not in result.stderr
 
 
-def test_pasted_into_a_notebook_runs_no_command_line_and_shows_images():
+def test_pasted_into_a_notebook_runs_no_command_line_and_shows_images(tmp_path):
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
     pytest.importorskip("ipykernel")
@@ -1604,9 +1604,15 @@ def test_pasted_into_a_notebook_runs_no_command_line_and_shows_images():
         nbformat.v4.new_code_cell("from IPython.display import display\n"
                                   "display(draw_graph(b))\ndisplay(plot_history(h))\nNone"),
         nbformat.v4.new_code_cell("explain(b)"),
+        nbformat.v4.new_code_cell("animate_training(m, X, [2*t-1 for t in y], 'a.gif', "
+                                  "epochs=2, loss='hinge', verbose=False)"),
+        nbformat.v4.new_code_cell("step_through(b, 's.gif', say=lambda line: None)"),
     ]
-    nbclient.NotebookClient(notebook, timeout=60, kernel_name="python3").execute()
-    pasted, graph, boundary, several, explained = notebook.cells
+    nbclient.NotebookClient(notebook, timeout=60, kernel_name="python3",
+                            resources={"metadata": {"path": str(tmp_path)}}).execute()
+    pasted, graph, boundary, several, explained, animated, steps = notebook.cells
+    for cell in (animated, steps):  # the GIF, inline
+        assert "data:image/gif;base64," in cell.outputs[0]["data"]["text/html"]
     shown = explained.outputs[0]["data"]["text/plain"]  # lines, not a quoted string
     assert shown.splitlines()[0] == "dn1/dn1 = 1.0000" and "\\n" not in shown
     assert pasted.outputs == []  # no command line, nothing printed
