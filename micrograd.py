@@ -1873,6 +1873,91 @@ def _read_model(cls: type[Module], path: str) -> tuple[Module, dict | None]:
         raise ValueError(f"{path}: training must be a JSON object")
     return model, training
 
+def load_csv(path: str, target: str | None = None, labelled: bool = True,
+             max_rows: int = 100_000) -> tuple[list[list[float]], list, list[str]]:
+    """(X, y, names) from a CSV file of numbers separated by commas, with an optional header
+    line: the label in the last column, or in the column named `target`; with labelled
+    False, every column is an input and y is empty. Labels are classes: -1 and 1, or 0, 1,
+    ... A bad cell, a ragged row, an empty file or too many rows is a ValueError naming the
+    row and column (rows counted from 1, the header included)."""
+    import csv
+
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = [row for row in csv.reader(f) if row and any(cell.strip() for cell in row)]
+    if not rows:
+        raise ValueError(f"{path} holds no rows")
+    first = [cell.strip() for cell in rows[0]]
+    header = not all(_is_number(cell) for cell in first)
+    names = first if header else [f"x{i}" for i in range(len(first))]
+    body = rows[1:] if header else rows
+    if not body:
+        raise ValueError(f"{path} holds a header and no rows")
+    if len(body) > max_rows:
+        raise ValueError(f"{path} holds {len(body):,} rows; at most {max_rows:,} are read")
+    column = len(names) - 1
+    if target is not None:
+        if not header or target not in names:
+            raise ValueError(f"{path} has no column named {target!r}" + (
+                f"; its columns: {', '.join(names)}" if header else " (it has no header)"))
+        column = names.index(target)
+    X, y = [], []
+    for r, row in enumerate(body, 2 if header else 1):
+        if len(row) != len(names):
+            raise ValueError(f"{path} row {r} has {len(row)} cells, the first row "
+                             f"{len(names)}")
+        numbers = []
+        for c, cell in enumerate(row, 1):
+            try:
+                value = float(cell)
+            except ValueError:
+                raise ValueError(f"{path} row {r}, column {c}: {cell.strip()!r} is not a "
+                                 "number") from None
+            if not math.isfinite(value):
+                raise ValueError(f"{path} row {r}, column {c}: {cell.strip()} is not finite")
+            numbers.append(value)
+        if labelled:
+            label = numbers.pop(column)
+            if not label.is_integer():
+                raise ValueError(f"{path} row {r}, column {column + 1}: the label {label!r} "
+                                 "is not a class (a whole number)")
+            y.append(int(label))
+        X.append(numbers)
+    if labelled:
+        names.pop(column)
+        _check_classes(y, path)
+    return X, y, names
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _check_classes(y: list[int], path: str) -> None:
+    classes = sorted(set(y))
+    if len(classes) < 2:
+        raise ValueError(f"{path}: every row has the label {classes[0]}: a model needs two "
+                         "classes or more")
+    if classes != [-1, 1] and classes != list(range(len(classes))):
+        raise ValueError(f"{path}: the labels are {', '.join(map(str, classes[:10]))}; give "
+                         "classes as 0, 1, ... (or -1 and 1)")
+
+
+def save_csv(path: str, X: Sequence[Sequence[float]], y: Sequence | None = None,
+             names: Sequence[str] | None = None, target: str = "label") -> None:
+    """Write X (and the labels y, as the last column) as CSV with a header, atomically."""
+    names = list(names or [f"x{i}" for i in range(len(X[0]))])
+    lines = [",".join([*names, *([target] if y is not None else [])])]
+    for i, x in enumerate(X):
+        cells = [repr(float(v)) for v in x] + ([str(y[i])] if y is not None else [])
+        lines.append(",".join(cells))
+    with _replacing(path) as f:
+        f.write(("\n".join(lines) + "\n").encode("utf-8"))
+
+
 def _parameter_count(cls: type[Module], config: dict) -> int:
     """How many parameters cls(**config) would have, computed without building it."""
     if cls not in (Neuron, Layer, MLP):
@@ -4278,7 +4363,13 @@ def build_parser() -> argparse.ArgumentParser:
                         f"{t['activation']}, {t['optim']}, {t['epochs']} epochs"
                         for name, t in TASKS.items()) + ".")
     add = train_cmd.add_argument
-    add("--dataset", choices=list(DATASETS), default="toy", help="the data (default toy)")
+    add("--dataset", choices=list(DATASETS), help="the data (default toy)")
+    add("--data", type=_path, metavar="FILE.csv",
+        help="your own data: numbers separated by commas, an optional header, the label (a "
+             "class: 0, 1, ... or -1 and 1) in the last column")
+    add("--target", metavar="NAME", help="the label's column, by its name in the header")
+    add("--export", type=_path, metavar="FILE.csv",
+        help="write the data as CSV (a header, the label last) and stop")
     add("--epochs", type=lambda text: _whole(text, 0),
         help="passes over the data (default: per dataset; 0 with --load evaluates only)")
     add("--optim", choices=list(OPTIMIZERS), help="the optimizer (default: per dataset)")
@@ -4327,6 +4418,19 @@ def build_parser() -> argparse.ArgumentParser:
              "same seed: a row each; --plot overlays the curves, --boundary puts the "
              "boundaries side by side")
     train_cmd.set_defaults(command_parser=train_cmd)
+
+    predict_cmd = commands.add_parser(
+        "predict", help="a saved model's score and class for each row of a CSV file",
+        description="Load a model saved by train --save and print, or write as CSV, each "
+                    "row's score (a score per class for cross entropy) and class. A file with "
+                    "one column more than the model's inputs has labels: the accuracy is said.")
+    predict_cmd.add_argument("--load", type=_path, required=True, metavar="MODEL.json",
+                             help="the model")
+    predict_cmd.add_argument("--data", type=_path, required=True, metavar="FILE.csv",
+                             help="the rows to predict (numbers separated by commas)")
+    predict_cmd.add_argument("--out", type=_path, metavar="FILE.csv",
+                             help="write the predictions here as CSV instead of printing them")
+    predict_cmd.set_defaults(command_parser=predict_cmd)
 
     descend_cmd = commands.add_parser(
         "descend", help="optimizers' paths down a function of x and y, side by side",
@@ -4477,6 +4581,13 @@ def _targets_for(loss: str, y: list, classes: int) -> list:
 
 
 def _load_data(args: argparse.Namespace, parser: argparse.ArgumentParser) -> tuple[list, list]:
+    if args.data:
+        try:
+            return load_csv(args.data, args.target, max_rows=MAX_SAMPLES)[:2]
+        except FileNotFoundError:
+            raise CommandError(f"cannot read {args.data}: no such file") from None
+        except ValueError as e:  # a bad cell, a ragged row, one class: the flag's file
+            parser.error(str(e))
     maker = DATASETS[args.dataset]
     if args.dataset in ("toy", "xor"):
         return maker()
@@ -4606,6 +4717,9 @@ def _diagnose(args: argparse.Namespace, model: MLP, health: HealthRecorder, X: l
 
 def _data_settings(args: argparse.Namespace, loss: str, samples: int) -> dict:
     """What decides the data a run trains on, as a saved run records it."""
+    if args.data:  # the seed picks the rows held out
+        return {"dataset": args.data, "samples": samples, "noise": None, "seed": args.seed,
+                "loss": loss, "val_split": args.val_split}
     maker = inspect.signature(DATASETS[args.dataset]).parameters
     made = "seed" in maker  # toy and xor are fixed sets
     noise = args.noise if args.noise is not None else maker["noise"].default if made else None
@@ -4659,8 +4773,21 @@ def run_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict
     """One training run as the flags ask; returns what a comparison needs of it."""
     if args.compare:
         return _run_comparison(args, parser)
-    task = TASKS[args.dataset]
+    if args.data and args.dataset:
+        parser.error("--data and --dataset both name the data: give one")
+    if args.target and not args.data:
+        parser.error("--target names a column of a --data file")
+    if args.data and (args.samples or args.noise is not None):
+        parser.error("--samples and --noise make a dataset; --data gives one")
+    args.dataset = os.path.basename(args.data) if args.data else args.dataset or "toy"
     X, y = _load_data(args, parser)
+    if args.export:
+        _draw(lambda: save_csv(args.export, X, y), args.export)
+        print(f"{len(X)} samples of {args.dataset} saved to {args.export}")
+        return {}
+    # a file's data: the defaults of the made sets, cross entropy past two classes
+    task = TASKS.get(args.dataset) or {**TASKS["moons"], "loss": "ce" if len(set(y)) > 2
+                                       else "hinge"}
     for flag in ("boundary", "animate", "neurons"):
         if getattr(args, flag) and len(X[0]) != 2:
             parser.error(f"--{flag} draws datasets with 2 inputs; {args.dataset} has "
@@ -4700,6 +4827,10 @@ def run_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict
     if args.val_split and not 1 <= n_val < len(X):
         parser.error(f"--val-split {args.val_split} leaves no samples to "
                      f"{'validate' if n_val < 1 else 'train'} on ({len(X)} in all)")
+    if args.data and n_val:  # a file's rows come in its own order: held out at random
+        order = list(range(len(X)))
+        random.Random(args.seed).shuffle(order)
+        X, targets = [X[i] for i in order], [targets[i] for i in order]
     split = len(X) - n_val
     X_train, y_train = X[:split], targets[:split]
     val = (X[split:], targets[split:]) if n_val else None
@@ -4845,6 +4976,49 @@ def _run_comparison(args: argparse.Namespace, parser: argparse.ArgumentParser) -
     return {"runs": runs}
 
 
+def run_predict(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    model, saved = _load_model(args.load)
+    try:
+        X = load_csv(args.data, labelled=False, max_rows=MAX_SAMPLES)[0]
+    except FileNotFoundError:
+        raise CommandError(f"cannot read {args.data}: no such file") from None
+    except ValueError as e:
+        parser.error(str(e))
+    labels = None
+    if len(X[0]) == model.nin + 1:  # a label column too: the accuracy can be told
+        labels = [row.pop() for row in X]
+    elif len(X[0]) != model.nin:
+        parser.error(f"{args.data} has {len(X[0])} columns; the model takes {model.nin} "
+                     "inputs (and a label may follow them)")
+    _check_folder(args.out)
+    scores = predict(model, X)
+    classes = [row.index(max(row)) if isinstance(row, list) else int(row > 0.0)
+               for row in scores]
+    lines = []
+    for score, k in zip(scores, classes):
+        shown = score if isinstance(score, list) else [score]
+        lines.append(",".join([*(repr(v) for v in shown), str(k)]))
+    if args.out:
+        width = len(scores[0]) if isinstance(scores[0], list) else 1
+        header = "score,class" if width == 1 else ",".join(
+            [*(f"score{j}" for j in range(width)), "class"])
+        _draw(lambda: _write_text(args.out, "\n".join([header, *lines]) + "\n"), args.out)
+        print(f"{len(lines)} predictions written to {args.out}")
+    else:
+        for i, (score, k) in enumerate(zip(scores, classes), 1):
+            shown = _format_predictions([score])
+            print(f"row {i}: score {shown} class {k}")
+    if labels is not None:
+        wanted = [int(t > 0) if set(labels) <= {-1.0, 1.0} else int(t) for t in labels]
+        hits = sum(k == t for k, t in zip(classes, wanted))
+        print(f"accuracy {_percent(hits / len(wanted))} on the {len(wanted)} labelled rows")
+
+
+def _write_text(path: str, text: str) -> None:
+    with _replacing(path) as f:
+        f.write(text.encode("utf-8"))
+
+
 def run_descend(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     rates = args.lr or [DEFAULT_LR[name] for name in args.optim]
     if len(rates) == 1:
@@ -4916,6 +5090,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             run_train(args, args.command_parser)
         elif args.command == "descend":
             run_descend(args, args.command_parser)
+        elif args.command == "predict":
+            run_predict(args, args.command_parser)
         else:
             run_bench(args)
         sys.stdout.flush()  # a full disk shows here, where it can be reported

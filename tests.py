@@ -3817,6 +3817,74 @@ def test_health_verdicts_name_what_is_wrong_and_what_to_change(tmp_path, capsys)
     assert png_size(tmp_path / "h.png")[1] > 400
 
 
+def test_your_own_data_round_trips_through_train_save_and_predict(tmp_path):
+    result = run_cli("train", "--dataset", "moons", "--samples", "30", "--export", "m.csv",
+                     cwd=tmp_path)
+    assert result.returncode == 0 and "30 samples of moons saved to m.csv" in result.stdout
+    X, y, names = mg.load_csv(str(tmp_path / "m.csv"))
+    assert (X, y) == mg.make_moons(30) and names == ["x0", "x1"]  # every digit kept
+    own = run_cli("train", "--data", "m.csv", "--epochs", "5", "--save", "m.json",
+                  cwd=tmp_path)
+    made = run_cli("train", "--dataset", "moons", "--samples", "30", "--epochs", "5",
+                   cwd=tmp_path)
+    assert own.returncode == 0 and own.stdout.splitlines()[-2].split(" after")[0] == \
+        made.stdout.splitlines()[-1].split(" after")[0]  # the same data, the same run
+    result = run_cli("predict", "--load", "m.json", "--data", "m.csv", "--out", "p.csv",
+                     cwd=tmp_path)
+    assert result.returncode == 0 and "30 predictions written to p.csv" in result.stdout
+    rows = (tmp_path / "p.csv").read_text().splitlines()
+    assert rows[0] == "score,class" and len(rows) == 31
+    model = mg.MLP.load(str(tmp_path / "m.json"))
+    scores = mg.predict(model, X)
+    assert [float(r.split(",")[0]) for r in rows[1:]] == scores
+    assert [int(r.split(",")[1]) for r in rows[1:]] == [int(s > 0) for s in scores]
+    accuracy = mg.accuracy(scores, y)
+    assert f"accuracy {mg._percent(accuracy)} on the 30 labelled rows" in result.stdout
+    (tmp_path / "new.csv").write_text("0.5,0.25\n-1,0.5\n")  # no header, no labels
+    result = run_cli("predict", "--load", "m.json", "--data", "new.csv", cwd=tmp_path)
+    lines = result.stdout.splitlines()
+    assert len(lines) == 2 and lines[0].startswith("row 1: score ")
+    assert float(lines[0].split()[3]) == pytest.approx(mg.predict(model, [[0.5, 0.25]])[0],
+                                                       abs=5e-5)
+
+
+@pytest.mark.parametrize("text,message", [
+    ("a,b,label\n1,2,0\n3,x,1\n", "row 3, column 2: 'x' is not a number"),
+    ("1,2,0\n3,4\n", "row 2 has 2 cells, the first row 3"),
+    ("", "holds no rows"), ("a,b,label\n", "holds a header and no rows"),
+    ("1,2,1\n3,4,1\n", "every row has the label 1"),
+    ("1,2,0\n3,4,0.5\n", "row 2, column 3: the label 0.5 is not a class"),
+    ("1,2,0\n3,4,7\n", "the labels are 0, 7"),
+    ("1,nan,0\n3,4,1\n", "row 1, column 2: nan is not finite")])
+def test_a_bad_data_file_is_exit_2_naming_the_row_and_column(tmp_path, text, message):
+    (tmp_path / "d.csv").write_text(text)
+    result = run_cli("train", "--data", "d.csv", cwd=tmp_path)
+    assert result.returncode == 2 and message in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_data_files_take_a_target_column_and_refuse_what_does_not_fit(tmp_path):
+    (tmp_path / "d.csv").write_text("y,a,b\n1,0.5,0.5\n0,-0.5,0.25\n1,0.75,0.1\n")
+    X, y, names = mg.load_csv(str(tmp_path / "d.csv"), target="y")
+    assert (X, y, names) == ([[0.5, 0.5], [-0.5, 0.25], [0.75, 0.1]], [1, 0, 1], ["a", "b"])
+    with pytest.raises(ValueError, match="no column named 'z'; its columns: y, a, b"):
+        mg.load_csv(str(tmp_path / "d.csv"), target="z")
+    with pytest.raises(ValueError, match="at most 2 are read"):
+        mg.load_csv(str(tmp_path / "d.csv"), target="y", max_rows=2)
+    for flags, message in ((["--data", "d.csv", "--dataset", "moons"], "give one"),
+                           (["--target", "y"], "--target names a column"),
+                           (["--data", "d.csv", "--samples", "10"], "--data gives one"),
+                           (["--data", "missing.csv"], "no such file")):
+        result = run_cli("train", *flags, cwd=tmp_path)
+        assert result.returncode in (1, 2) and message in result.stderr, result.stderr
+    assert run_cli("train", "--data", "d.csv", "--target", "y", "--epochs", "2",
+                   "--save", "m.json", cwd=tmp_path).returncode == 0
+    (tmp_path / "wide.csv").write_text("1,2,3,4\n")
+    result = run_cli("predict", "--load", "m.json", "--data", "wide.csv", cwd=tmp_path)
+    assert result.returncode == 2 and "has 4 columns; the model takes 2 inputs" in \
+        result.stderr
+
+
 def test_train_animate_on_the_command_line(tmp_path, capsys):
     pytest.importorskip("matplotlib")
     from PIL import Image
