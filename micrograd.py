@@ -1043,19 +1043,80 @@ def _flag(value: object, name: str) -> bool:
 
 
 class Optimizer:
-    """Updates parameters from their gradients; `lr` may be changed between steps."""
+    """Updates parameters from their gradients, in groups as torch.optim has them: `params`
+    is a list of Values, or of dicts {"params": [...], "lr": ..., ...} whose settings override
+    the constructor's for that group. `lr` reads the first group's rate and sets every
+    group's; a scheduler sets each group's own."""
 
     decoupled_weight_decay = False  # AdamW shrinks the parameter instead of adding L2
-    settings: tuple[str, ...] = ("lr", "weight_decay")  # constructor arguments, saved
     state_names: frozenset[str] = frozenset()  # what a parameter's state may hold
+    # what a scheduler adds to a group: its starting rate, OneCycleLR's bounds
+    SCHEDULE_KEYS = frozenset({"initial_lr", "max_lr", "min_lr", "base_momentum",
+                               "max_momentum"})
 
-    def __init__(self, params: Iterable[Value], lr: float, weight_decay: float) -> None:
-        self.params = list(params)
-        if not self.params:
+    def __init__(self, params: Iterable[Value] | Iterable[dict], defaults: dict) -> None:
+        if isinstance(params, (str, bytes, Value, dict)):
+            raise TypeError(f"params must be a list of Values or of dicts, got "
+                            f"{type(params).__name__}")
+        groups = list(params)
+        if not groups:
             raise ValueError("the optimizer got an empty parameter list")
-        self.lr = _check_hyper("learning rate", lr)
-        self.weight_decay = _check_hyper("weight_decay", weight_decay)
-        self.state: list[dict[str, float]] = [{} for _ in self.params]
+        self.defaults = self._checked(defaults)
+        self.param_groups: list[dict] = []
+        self.params: list[Value] = []  # every group's, in order
+        self.state: list[dict[str, float]] = []  # one for each of self.params
+        for group in groups if isinstance(groups[0], dict) else [{"params": groups}]:
+            self.add_param_group(group)
+
+    def add_param_group(self, group: dict) -> None:
+        """Add a group of parameters with settings of its own (the others as constructed);
+        everything is checked first."""
+        if not isinstance(group, dict) or "params" not in group:
+            raise ValueError(f"a parameter group is a dict with 'params', got {group!r:.80}")
+        params = group["params"]
+        params = [params] if isinstance(params, Value) else list(params)
+        for p in params:
+            if not isinstance(p, Value):
+                raise TypeError(f"parameters must be Values, got {type(p).__name__}: {p!r:.40}")
+        known = {id(p) for p in self.params}
+        if not params or len({id(p) for p in params}) < len(params) or \
+                any(id(p) in known for p in params):
+            raise ValueError("each parameter belongs to one group, once; got "
+                             + ("no parameters" if not params else "one twice"))
+        unknown = set(group) - {"params"} - set(self.defaults) - self.SCHEDULE_KEYS
+        if unknown:
+            raise ValueError(f"unknown settings {sorted(unknown)}; this {type(self).__name__}"
+                             f" takes {', '.join(self.defaults)}")
+        settings = {k: v for k, v in group.items() if k != "params"}
+        self.param_groups.append({"params": params,
+                                  **self._checked({**self.defaults, **settings})})
+        self.params += params
+        self.state += [{} for _ in params]
+
+    def _checked(self, settings: dict) -> dict:
+        """A group's settings, checked and as floats (each optimizer checks its own)."""
+        return {**settings, "lr": _check_hyper("learning rate", settings["lr"]),
+                "weight_decay": _check_hyper("weight_decay", settings["weight_decay"])}
+
+    @property
+    def lr(self) -> float:
+        return self.param_groups[0]["lr"]
+
+    @lr.setter
+    def lr(self, value: float) -> None:
+        value = _check_hyper("learning rate", value)
+        for group in self.param_groups:
+            group["lr"] = value
+
+    @property
+    def weight_decay(self) -> float:
+        return self.param_groups[0]["weight_decay"]
+
+    @weight_decay.setter
+    def weight_decay(self, value: float) -> None:
+        value = _check_hyper("weight_decay", value)
+        for group in self.param_groups:
+            group["weight_decay"] = value
 
     def zero_grad(self) -> None:
         for p in self.params:
@@ -1065,45 +1126,61 @@ class Optimizer:
         """Update every parameter from its gradient. All or nothing: the new values and
         states are computed first and stored only when every one of them has been."""
         new_values, new_states = [], []
-        for p, state in zip(self.params, self.state):
-            if not p.requires_grad:  # frozen, as torch skips a parameter without a gradient
-                new_values.append(p.data)
-                new_states.append(state)
-                continue
-            grad = p.grad
-            if self.weight_decay and not self.decoupled_weight_decay:
-                grad = _add(grad, p.data, self.weight_decay)  # L2 penalty on the gradient
-            new_state = state.copy()
-            new_values.append(self._update(p.data, grad, new_state))
-            new_states.append(new_state)
+        states = iter(self.state)
+        for group in self.param_groups:
+            for p, state in zip(group["params"], states):
+                if not p.requires_grad:  # frozen, as torch skips a parameter without a grad
+                    new_values.append(p.data)
+                    new_states.append(state)
+                    continue
+                grad = p.grad
+                if group["weight_decay"] and not self.decoupled_weight_decay:
+                    grad = _add(grad, p.data, group["weight_decay"])  # L2 on the gradient
+                new_state = state.copy()
+                new_values.append(self._update(p.data, grad, new_state, group))
+                new_states.append(new_state)
         for p, value in zip(self.params, new_values):
             p.data = value
         self.state = new_states
 
-    def _update(self, param: float, grad: float, state: dict[str, float]) -> float:
+    def _update(self, param: float, grad: float, state: dict[str, float],
+                group: dict) -> float:
         raise NotImplementedError
 
     def state_dict(self) -> dict:
         """The settings and each parameter's state as plain JSON-able data, laid out as
         PyTorch lays out an optimizer's: {"state": {index: {...}}, "param_groups": [...]}."""
-        group = {name: getattr(self, name) for name in self.settings}
-        group["params"] = list(range(len(self.params)))
+        groups, first = [], 0
+        for group in self.param_groups:
+            n = len(group["params"])
+            groups.append({**{k: v for k, v in group.items() if k != "params"},
+                           "params": list(range(first, first + n))})
+            first += n
         return {"state": {i: dict(s) for i, s in enumerate(self.state) if s},
-                "param_groups": [group]}
+                "param_groups": groups}
 
     def load_state_dict(self, state_dict: dict) -> None:
         """Take settings and state from state_dict(); everything is checked first, so a bad
         one is a ValueError that names what is wrong and changes nothing."""
         try:
             groups = _mapping(state_dict, "state_dict")["param_groups"]
-            if not isinstance(groups, list) or len(groups) != 1:
-                raise ValueError(f"param_groups must be a list of one group, got {groups!r}")
-            group = groups[0]
-            settings = {name: _mapping(group, "param_groups[0]")[name] for name in self.settings}
-            if len(group["params"]) != len(self.params):
-                raise ValueError(f"it holds {len(group['params'])} parameters, this "
-                                 f"optimizer {len(self.params)}")
-            checked = type(self)(self.params, **settings)  # the constructor's checks
+            if not isinstance(groups, list) or len(groups) != len(self.param_groups):
+                raise ValueError(f"param_groups must be a list of {len(self.param_groups)}, "
+                                 f"got {groups!r:.80}")
+            settings = []
+            for k, (group, own) in enumerate(zip(groups, self.param_groups)):
+                saved = {key: v for key, v in _mapping(group, f"param_groups[{k}]").items()
+                         if key != "params"}
+                missing = set(self.defaults) - set(saved)
+                if missing:
+                    raise KeyError(sorted(missing)[0])
+                if len(group["params"]) != len(own["params"]):
+                    raise ValueError(f"group {k} holds {len(group['params'])} parameters, "
+                                     f"this optimizer's {len(own['params'])}")
+                unknown = set(saved) - set(self.defaults) - self.SCHEDULE_KEYS
+                if unknown:
+                    raise ValueError(f"unknown settings {sorted(unknown)}")
+                settings.append(self._checked(saved))
             states = [{} for _ in self.params]
             for index, state in _mapping(state_dict["state"], "state").items():
                 if not str(index).isdigit() or int(index) >= len(self.params):
@@ -1114,8 +1191,8 @@ class Optimizer:
             missing = f"{e} is missing" if isinstance(e, KeyError) else e
             raise ValueError(f"not a state_dict of this {type(self).__name__}: {missing}"
                              ) from None
-        for name in self.settings:
-            setattr(self, name, getattr(checked, name))
+        for group, saved in zip(self.param_groups, settings):
+            group.update(saved)
         self.state = states
 
     # what a parameter's state may hold, and the least each value may be
@@ -1140,53 +1217,67 @@ class Optimizer:
 class SGD(Optimizer):
     """Gradient descent with optional momentum, dampening and Nesterov momentum."""
 
-    settings = ("lr", "momentum", "dampening", "nesterov", "weight_decay")
     state_names = frozenset({"momentum_buffer"})
 
-    def __init__(self, params: Iterable[Value], lr: float = 0.001, momentum: float = 0.0,
-                 dampening: float = 0.0, nesterov: bool = False, weight_decay: float = 0.0):
-        super().__init__(params, lr, weight_decay)
-        self.momentum = _check_hyper("momentum", momentum)
-        self.dampening = _check_hyper("dampening", dampening, low=-math.inf)
-        self.nesterov = _flag(nesterov, "nesterov")
-        if nesterov and (momentum <= 0 or dampening != 0):
-            raise ValueError("nesterov momentum needs momentum > 0 and dampening = 0")
+    def __init__(self, params: Iterable[Value] | Iterable[dict], lr: float = 0.001,
+                 momentum: float = 0.0, dampening: float = 0.0, nesterov: bool = False,
+                 weight_decay: float = 0.0):
+        super().__init__(params, {"lr": lr, "momentum": momentum, "dampening": dampening,
+                                  "nesterov": nesterov, "weight_decay": weight_decay})
 
-    def _update(self, param: float, grad: float, state: dict[str, float]) -> float:
-        if self.momentum:
+    def _checked(self, settings: dict) -> dict:
+        settings = {**super()._checked(settings),
+                    "momentum": _check_hyper("momentum", settings["momentum"]),
+                    "dampening": _check_hyper("dampening", settings["dampening"],
+                                              low=-math.inf),
+                    "nesterov": _flag(settings["nesterov"], "nesterov")}
+        if settings["nesterov"] and (settings["momentum"] <= 0 or settings["dampening"]):
+            raise ValueError("nesterov momentum needs momentum > 0 and dampening = 0")
+        return settings
+
+    def _update(self, param: float, grad: float, state: dict[str, float],
+                group: dict) -> float:
+        momentum = group["momentum"]
+        if momentum:
             if "momentum_buffer" in state:
-                buf = _add(state["momentum_buffer"] * self.momentum, grad, 1 - self.dampening)
+                buf = _add(state["momentum_buffer"] * momentum, grad, 1 - group["dampening"])
             else:
                 buf = grad
             state["momentum_buffer"] = buf
-            grad = _add(grad, buf, self.momentum) if self.nesterov else buf
-        return _add(param, grad, -self.lr)
+            grad = _add(grad, buf, momentum) if group["nesterov"] else buf
+        return _add(param, grad, -group["lr"])
 
 
 class Adam(Optimizer):
     """Adam: steps scaled by running averages of the gradient and of its square."""
 
-    settings = ("lr", "betas", "eps", "weight_decay")
     state_names = frozenset({"step", "exp_avg", "exp_avg_sq"})
 
-    def __init__(self, params: Iterable[Value], lr: float = 0.001,
+    def __init__(self, params: Iterable[Value] | Iterable[dict], lr: float = 0.001,
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0.0):
-        super().__init__(params, lr, weight_decay)
+        super().__init__(params, {"lr": lr, "betas": betas, "eps": eps,
+                                  "weight_decay": weight_decay})
+
+    def _checked(self, settings: dict) -> dict:
+        betas = settings["betas"]
         if not isinstance(betas, (tuple, list)) or len(betas) != 2:
             raise ValueError(f"betas must be a pair of numbers, got {betas!r}")
-        self.betas = (_check_hyper("beta1", betas[0], high=1.0, high_open=True),
-                      _check_hyper("beta2", betas[1], high=1.0, high_open=True))
-        self.eps = _check_hyper("eps", eps, low_open=True)  # 0 would make a zero grad 0 / 0
+        return {**super()._checked(settings),
+                "betas": (_check_hyper("beta1", betas[0], high=1.0, high_open=True),
+                          _check_hyper("beta2", betas[1], high=1.0, high_open=True)),
+                # eps = 0 would make a zero gradient 0 / 0
+                "eps": _check_hyper("eps", settings["eps"], low_open=True)}
 
-    def _update(self, param: float, grad: float, state: dict[str, float]) -> float:
-        beta1, beta2 = self.betas
+    def _update(self, param: float, grad: float, state: dict[str, float],
+                group: dict) -> float:
+        beta1, beta2 = group["betas"]
         step = state["step"] = state.get("step", 0.0) + 1.0
         m = state["exp_avg"] = _lerp(state.get("exp_avg", 0.0), grad, 1 - beta1)
         v = state["exp_avg_sq"] = _addcmul(state.get("exp_avg_sq", 0.0) * beta2, grad, grad,
                                            1 - beta2)
-        step_size = self.lr / (1 - beta1 ** step)
-        denom = math.sqrt(v) / (1 - beta2 ** step) ** 0.5 + self.eps
+        step_size = group["lr"] / (1 - beta1 ** step)
+        denom = math.sqrt(v) / (1 - beta2 ** step) ** 0.5 + group["eps"]
         return _addcdiv(param, m, denom, -step_size)
 
 
@@ -1195,65 +1286,77 @@ class AdamW(Adam):
 
     decoupled_weight_decay = True
 
-    def __init__(self, params: Iterable[Value], lr: float = 0.001,
+    def __init__(self, params: Iterable[Value] | Iterable[dict], lr: float = 0.001,
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0.01):
         super().__init__(params, lr, betas, eps, weight_decay)
 
-    def _update(self, param: float, grad: float, state: dict[str, float]) -> float:
-        return super()._update(param * (1 - self.lr * self.weight_decay), grad, state)
+    def _update(self, param: float, grad: float, state: dict[str, float],
+                group: dict) -> float:
+        shrunk = param * (1 - group["lr"] * group["weight_decay"])
+        return super()._update(shrunk, grad, state, group)
 
 
 class RMSprop(Optimizer):
     """Steps scaled by a running average of the squared gradient."""
 
-    settings = ("lr", "alpha", "eps", "weight_decay", "momentum", "centered")
     state_names = frozenset({"square_avg", "grad_avg", "momentum_buffer"})
 
-    def __init__(self, params: Iterable[Value], lr: float = 0.01, alpha: float = 0.99,
-                 eps: float = 1e-8, weight_decay: float = 0.0, momentum: float = 0.0,
-                 centered: bool = False):
-        super().__init__(params, lr, weight_decay)
-        self.alpha = _check_hyper("alpha", alpha, high=1.0)  # above 1 it could turn negative
-        self.eps = _check_hyper("eps", eps, low_open=True)
-        self.momentum = _check_hyper("momentum", momentum)
-        self.centered = _flag(centered, "centered")
+    def __init__(self, params: Iterable[Value] | Iterable[dict], lr: float = 0.01,
+                 alpha: float = 0.99, eps: float = 1e-8, weight_decay: float = 0.0,
+                 momentum: float = 0.0, centered: bool = False):
+        super().__init__(params, {"lr": lr, "alpha": alpha, "eps": eps,
+                                  "weight_decay": weight_decay, "momentum": momentum,
+                                  "centered": centered})
 
-    def _update(self, param: float, grad: float, state: dict[str, float]) -> float:
-        alpha = self.alpha
+    def _checked(self, settings: dict) -> dict:
+        return {**super()._checked(settings),
+                # above 1 the average could turn negative
+                "alpha": _check_hyper("alpha", settings["alpha"], high=1.0),
+                "eps": _check_hyper("eps", settings["eps"], low_open=True),
+                "momentum": _check_hyper("momentum", settings["momentum"]),
+                "centered": _flag(settings["centered"], "centered")}
+
+    def _update(self, param: float, grad: float, state: dict[str, float],
+                group: dict) -> float:
+        alpha, eps, momentum = group["alpha"], group["eps"], group["momentum"]
         square_avg = state["square_avg"] = _addcmul(state.get("square_avg", 0.0) * alpha,
                                                     grad, grad, 1 - alpha)
-        if self.centered:
+        if group["centered"]:
             grad_avg = state["grad_avg"] = _lerp(state.get("grad_avg", 0.0), grad, 1 - alpha)
             # max(): rounding may leave a variance a hair below zero
             variance = _addcmul(square_avg, grad_avg, grad_avg, -1.0)
-            avg = math.sqrt(max(variance, 0.0)) + self.eps
+            avg = math.sqrt(max(variance, 0.0)) + eps
         else:
-            avg = math.sqrt(square_avg) + self.eps
-        if self.momentum > 0:
+            avg = math.sqrt(square_avg) + eps
+        if momentum > 0:
             buf = state["momentum_buffer"] = _addcdiv(
-                state.get("momentum_buffer", 0.0) * self.momentum, grad, avg, 1.0)
-            return _add(param, buf, -self.lr)
-        return _addcdiv(param, grad, avg, -self.lr)
+                state.get("momentum_buffer", 0.0) * momentum, grad, avg, 1.0)
+            return _add(param, buf, -group["lr"])
+        return _addcdiv(param, grad, avg, -group["lr"])
 
 
 class Adagrad(Optimizer):
     """Steps scaled by the root of the sum of all squared gradients so far."""
 
-    settings = ("lr", "lr_decay", "weight_decay", "eps")
     state_names = frozenset({"step", "sum"})
 
-    def __init__(self, params: Iterable[Value], lr: float = 0.01, lr_decay: float = 0.0,
-                 weight_decay: float = 0.0, eps: float = 1e-10):
-        super().__init__(params, lr, weight_decay)
-        self.lr_decay = _check_hyper("lr_decay", lr_decay)
-        self.eps = _check_hyper("eps", eps, low_open=True)
+    def __init__(self, params: Iterable[Value] | Iterable[dict], lr: float = 0.01,
+                 lr_decay: float = 0.0, weight_decay: float = 0.0, eps: float = 1e-10):
+        super().__init__(params, {"lr": lr, "lr_decay": lr_decay,
+                                  "weight_decay": weight_decay, "eps": eps})
 
-    def _update(self, param: float, grad: float, state: dict[str, float]) -> float:
+    def _checked(self, settings: dict) -> dict:
+        return {**super()._checked(settings),
+                "lr_decay": _check_hyper("lr_decay", settings["lr_decay"]),
+                "eps": _check_hyper("eps", settings["eps"], low_open=True)}
+
+    def _update(self, param: float, grad: float, state: dict[str, float],
+                group: dict) -> float:
         step = state["step"] = state.get("step", 0.0) + 1.0
-        clr = self.lr / (1 + (step - 1) * self.lr_decay)
+        clr = group["lr"] / (1 + (step - 1) * group["lr_decay"])
         total = state["sum"] = _addcmul(state.get("sum", 0.0), grad, grad, 1.0)
-        return _addcdiv(param, grad, math.sqrt(total) + self.eps, -clr)
+        return _addcdiv(param, grad, math.sqrt(total) + group["eps"], -clr)
 
 
 OPTIMIZERS: dict[str, type[Optimizer]] = {
