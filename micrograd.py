@@ -961,7 +961,7 @@ LOSSES: dict[str, Callable[..., Value]] = {
 
 
 # ---------------------------------------------------------------------------------------------
-# Optimizers (torch.optim's update rules and defaults, to the last bit in float64)
+# Optimizers and learning-rate schedulers (torch.optim's rules and defaults, to the last bit)
 # ---------------------------------------------------------------------------------------------
 # torch's CPU kernels round some steps once, as a fused multiply-add (fma): add(a, b, alpha)
 # is fma(alpha, b, a) and addcmul(s, a, b, value) is fma(value*a, b, s); addcdiv(s, a, b,
@@ -1368,6 +1368,289 @@ OPTIMIZERS: dict[str, type[Optimizer]] = {
 }
 
 
+# Learning-rate schedulers, as torch.optim.lr_scheduler has them: made after the optimizer,
+# each sets every group's rate at epoch 0, then again at each step() (call it after the
+# epoch's optimizer steps). Each rate follows from the last by torch's own recurrence, so that
+# the rates are torch's to the bit.
+
+class LRScheduler:
+    """The base of the schedulers: step(), get_last_lr(), state_dict(), load_state_dict()."""
+
+    def __init__(self, optimizer: Optimizer, last_epoch: int = -1) -> None:
+        if not isinstance(optimizer, Optimizer):
+            raise TypeError(f"a scheduler needs an Optimizer, got {type(optimizer).__name__}")
+        self.optimizer = optimizer
+        for k, group in enumerate(optimizer.param_groups):
+            if last_epoch == -1:
+                group.setdefault("initial_lr", group["lr"])
+            elif "initial_lr" not in group:
+                raise KeyError(f"param_groups[{k}] has no initial_lr to resume from")
+        self.base_lrs = [group["initial_lr"] for group in optimizer.param_groups]
+        self.last_epoch, self._step_count, self._initial = last_epoch, 0, True
+        self.step()
+        self._initial = False
+
+    def step(self) -> None:
+        self._step_count += 1
+        self.last_epoch += 1
+        for group, lr in zip(self.optimizer.param_groups, self.get_lr()):
+            group["lr"] = lr
+        self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
+
+    def get_lr(self) -> list[float]:
+        raise NotImplementedError
+
+    def _rates(self) -> list[float]:
+        return [group["lr"] for group in self.optimizer.param_groups]
+
+    def get_last_lr(self) -> list[float]:
+        return list(self._last_lr)
+
+    def state_dict(self) -> dict:
+        """Everything but the optimizer, as plain JSON-able data."""
+        return {k: v for k, v in vars(self).items() if k != "optimizer"}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Take the state of state_dict(); a key this scheduler does not have, or a value of
+        another kind, is a ValueError that changes nothing."""
+        own = self.state_dict()
+        if not isinstance(state, dict) or set(state) != set(own):
+            raise ValueError(f"not a state_dict of this {type(self).__name__}: its keys are "
+                             f"{sorted(own)}")
+        for key, value in state.items():
+            if type(value) is not type(own[key]) and not {type(value), type(own[key])} <= {
+                    int, float, list, tuple}:
+                raise ValueError(f"not a state_dict of this {type(self).__name__}: {key} is "
+                                 f"{value!r:.40}")
+        vars(self).update(state)
+
+
+class StepLR(LRScheduler):
+    """The rate times gamma every step_size epochs."""
+
+    def __init__(self, optimizer: Optimizer, step_size: int, gamma: float = 0.1,
+                 last_epoch: int = -1) -> None:
+        self.step_size, self.gamma = _size(step_size, "step_size"), _option(gamma, "gamma")
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self) -> list[float]:
+        if self.last_epoch == 0 or self.last_epoch % self.step_size:
+            return self._rates()
+        return [lr * self.gamma for lr in self._rates()]
+
+
+class MultiStepLR(LRScheduler):
+    """The rate times gamma at each epoch in milestones (times gamma**n at one listed n
+    times)."""
+
+    def __init__(self, optimizer: Optimizer, milestones: Iterable[int], gamma: float = 0.1,
+                 last_epoch: int = -1) -> None:
+        self.milestones = sorted(_size(m, "a milestone") for m in milestones)
+        self.gamma = _option(gamma, "gamma")
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self) -> list[float]:
+        times = self.milestones.count(self.last_epoch)
+        if not times:
+            return self._rates()
+        return [lr * self.gamma ** times for lr in self._rates()]
+
+
+class ExponentialLR(LRScheduler):
+    """The rate times gamma every epoch."""
+
+    def __init__(self, optimizer: Optimizer, gamma: float, last_epoch: int = -1) -> None:
+        self.gamma = _option(gamma, "gamma")
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self) -> list[float]:
+        if self._initial:
+            return self._rates()
+        return [lr * self.gamma for lr in self._rates()]
+
+
+class CosineAnnealingLR(LRScheduler):
+    """From the rate down to eta_min along half a cosine over T_max epochs (and back up)."""
+
+    def __init__(self, optimizer: Optimizer, T_max: int, eta_min: float = 0.0,  # noqa: N803
+                 last_epoch: int = -1) -> None:
+        self.T_max, self.eta_min = _size(T_max, "T_max"), _option(eta_min, "eta_min")
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self) -> list[float]:
+        t, period, low = self.last_epoch, self.T_max, self.eta_min
+        if self._initial:
+            return self._rates()
+        if self._step_count == 1 and t > 0:  # resumed at t: the closed form
+            return [low + (base - low) * (1 + math.cos(t * math.pi / period)) / 2
+                    for base in self.base_lrs]
+        if (t - 1 - period) % (2 * period) == 0:  # at the bottom: turn back up
+            return [lr + (base - low) * (1 - math.cos(math.pi / period)) / 2
+                    for lr, base in zip(self._rates(), self.base_lrs)]
+        return [(1 + math.cos(math.pi * t / period)) / (1 + math.cos(math.pi * (t - 1) / period))
+                * (lr - low) + low for lr in self._rates()]
+
+
+class LinearLR(LRScheduler):
+    """The rate times a factor that goes linearly from start_factor to end_factor over
+    total_iters epochs."""
+
+    def __init__(self, optimizer: Optimizer, start_factor: float = 1.0 / 3,
+                 end_factor: float = 1.0, total_iters: int = 5, last_epoch: int = -1) -> None:
+        self.start_factor = _option(start_factor, "start_factor")
+        self.end_factor = _option(end_factor, "end_factor")
+        if not 0 < self.start_factor <= 1 or not 0 <= self.end_factor <= 1:
+            raise ValueError(f"LinearLR needs 0 < start_factor <= 1 and 0 <= end_factor <= 1, "
+                             f"got {start_factor!r} and {end_factor!r}")
+        self.total_iters = _size(total_iters, "total_iters")
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self) -> list[float]:
+        if self.last_epoch == 0:
+            return [lr * self.start_factor for lr in self._rates()]
+        if self._initial or self.last_epoch > self.total_iters:
+            return self._rates()
+        change = self.end_factor - self.start_factor
+        return [lr * (1.0 + change / (self.total_iters * self.start_factor
+                                      + (self.last_epoch - 1) * change))
+                for lr in self._rates()]
+
+
+class OneCycleLR(LRScheduler):
+    """Leslie Smith's one cycle: the rate up from max_lr / div_factor to max_lr over the first
+    pct_start of total_steps, then down to the start / final_div_factor, along a cosine (or a
+    line); the momentum (or Adam's beta1) the other way, between base_ and max_momentum."""
+
+    def __init__(self, optimizer: Optimizer, max_lr: float, total_steps: int | None = None,
+                 epochs: int | None = None, steps_per_epoch: int | None = None,
+                 pct_start: float = 0.3, anneal_strategy: str = "cos",
+                 cycle_momentum: bool = True, base_momentum: float = 0.85,
+                 max_momentum: float = 0.95, div_factor: float = 25.0,
+                 final_div_factor: float = 1e4, three_phase: bool = False,
+                 last_epoch: int = -1) -> None:
+        if total_steps is None:
+            if epochs is None or steps_per_epoch is None:
+                raise ValueError("OneCycleLR needs total_steps, or epochs and steps_per_epoch")
+            total_steps = _size(epochs, "epochs") * _size(steps_per_epoch, "steps_per_epoch")
+        self.total_steps = _size(total_steps, "total_steps")
+        if anneal_strategy not in ("cos", "linear"):
+            raise ValueError(f"anneal_strategy must be 'cos' or 'linear', got "
+                             f"{anneal_strategy!r}")
+        if not 0 <= pct_start <= 1:
+            raise ValueError(f"pct_start must lie in [0, 1], got {pct_start!r}")
+        self.anneal_strategy, self.cycle_momentum = anneal_strategy, cycle_momentum
+        end = float(pct_start * self.total_steps) - 1  # as torch computes the phases
+        if three_phase:
+            self.phases = [[end, "initial_lr", "max_lr", "max_momentum", "base_momentum"],
+                           [float(2 * pct_start * self.total_steps) - 2, "max_lr",
+                            "initial_lr", "base_momentum", "max_momentum"],
+                           [self.total_steps - 1, "initial_lr", "min_lr", "max_momentum",
+                            "max_momentum"]]
+        else:
+            self.phases = [[end, "initial_lr", "max_lr", "max_momentum", "base_momentum"],
+                           [self.total_steps - 1, "max_lr", "min_lr", "base_momentum",
+                            "max_momentum"]]
+        groups = optimizer.param_groups
+        self.use_beta1 = "betas" in optimizer.defaults
+        if cycle_momentum and not self.use_beta1 and "momentum" not in optimizer.defaults:
+            raise ValueError(f"{type(optimizer).__name__} has no momentum to cycle: give "
+                             "cycle_momentum=False")
+        if last_epoch == -1:
+            for group in groups:
+                group["initial_lr"] = _option(max_lr, "max_lr") / div_factor
+                group["max_lr"] = max_lr
+                group["min_lr"] = group["initial_lr"] / final_div_factor
+                if cycle_momentum:
+                    group["max_momentum"], group["base_momentum"] = max_momentum, base_momentum
+                    self._set_momentum(group, max_momentum)
+        super().__init__(optimizer, last_epoch)
+
+    def _set_momentum(self, group: dict, value: float) -> None:
+        if self.use_beta1:
+            group["betas"] = (value, group["betas"][1])
+        else:
+            group["momentum"] = value
+
+    def _anneal(self, start: float, end: float, pct: float) -> float:
+        if self.anneal_strategy == "cos":
+            return end + (start - end) / 2.0 * (math.cos(math.pi * pct) + 1)
+        return (end - start) * pct + start
+
+    def get_lr(self) -> list[float]:
+        step = self.last_epoch
+        if step > self.total_steps:
+            raise ValueError(f"OneCycleLR stepped {step} times, past its total_steps "
+                             f"{self.total_steps}")
+        rates = []
+        for group in self.optimizer.param_groups:
+            begin = 0.0
+            for k, (end, lr_from, lr_to, m_from, m_to) in enumerate(self.phases):
+                if step <= end or k == len(self.phases) - 1:
+                    pct = (step - begin) / (end - begin)
+                    rates.append(self._anneal(group[lr_from], group[lr_to], pct))
+                    if self.cycle_momentum:
+                        self._set_momentum(group, self._anneal(group[m_from], group[m_to], pct))
+                    break
+                begin = end
+        return rates
+
+
+class ReduceLROnPlateau(LRScheduler):
+    """The rate times factor when a measured value (step(metric)) has not improved for
+    patience epochs, down to min_lr."""
+
+    def __init__(self, optimizer: Optimizer, mode: str = "min", factor: float = 0.1,
+                 patience: int = 10, threshold: float = 1e-4, threshold_mode: str = "rel",
+                 cooldown: int = 0, min_lr: float = 0.0, eps: float = 1e-8) -> None:
+        if not isinstance(optimizer, Optimizer):
+            raise TypeError(f"a scheduler needs an Optimizer, got {type(optimizer).__name__}")
+        if mode not in ("min", "max") or threshold_mode not in ("rel", "abs"):
+            raise ValueError(f"mode must be 'min' or 'max' and threshold_mode 'rel' or 'abs', "
+                             f"got {mode!r} and {threshold_mode!r}")
+        if not _option(factor, "factor") < 1.0:
+            raise ValueError(f"factor must be below 1, got {factor!r}")
+        self.optimizer, self.mode, self.factor, self.patience = optimizer, mode, factor, patience
+        self.threshold, self.threshold_mode, self.cooldown = threshold, threshold_mode, cooldown
+        self.min_lrs = [_option(min_lr, "min_lr")] * len(optimizer.param_groups)
+        self.eps, self.last_epoch = eps, 0
+        self.best = math.inf if mode == "min" else -math.inf
+        self.cooldown_counter = self.num_bad_epochs = 0
+        self._last_lr = self._rates()
+
+    def step(self, metrics: float) -> None:  # type: ignore[override]
+        current = float(metrics)
+        self.last_epoch += 1
+        if self._is_better(current):
+            self.best, self.num_bad_epochs = current, 0
+        else:
+            self.num_bad_epochs += 1
+        if self.cooldown_counter > 0:
+            self.cooldown_counter -= 1
+            self.num_bad_epochs = 0  # bad epochs in a cooldown do not count
+        if self.num_bad_epochs > self.patience:
+            for group, low in zip(self.optimizer.param_groups, self.min_lrs):
+                new = max(group["lr"] * self.factor, low)
+                if group["lr"] - new > self.eps:
+                    group["lr"] = new
+            self.cooldown_counter, self.num_bad_epochs = self.cooldown, 0
+        self._last_lr = self._rates()
+
+    def _is_better(self, value: float) -> bool:
+        if self.threshold_mode == "rel":
+            scale = 1.0 - self.threshold if self.mode == "min" else self.threshold + 1.0
+            return value < self.best * scale if self.mode == "min" else value > self.best * scale
+        if self.mode == "min":
+            return value < self.best - self.threshold
+        return value > self.best + self.threshold
+
+
+SCHEDULERS: dict[str, type[LRScheduler]] = {
+    "step": StepLR, "multistep": MultiStepLR, "exponential": ExponentialLR,
+    "cosine": CosineAnnealingLR, "linear": LinearLR, "onecycle": OneCycleLR,
+    "plateau": ReduceLROnPlateau,
+}
+
+
 # ---------------------------------------------------------------------------------------------
 # Datasets (pure Python, each seeded with its own generator, nothing downloaded)
 # ---------------------------------------------------------------------------------------------
@@ -1686,15 +1969,17 @@ def train(model: Module, X: Sequence[Sequence[float]], y: Sequence, loss: str | 
           weight_decay: float | None = None,
           generator: random.Random | None = None,
           on_epoch: Callable[[int, Module, History], None] | None = None,
-          on_step: Callable[[int, Module], None] | None = None) -> History:
+          on_step: Callable[[int, Module], None] | None = None,
+          scheduler: LRScheduler | None = None) -> History:
     """Fit the model with mini-batch gradient descent; return what each epoch measured.
 
     Each epoch shuffles the samples with its own generator (seeded by `seed`, or `generator`
     to go on where a run stopped) into batches of `batch_size` (None: all); each batch's
     mean loss is backpropagated and the optimizer steps. The same seed, the same run, bit
     for bit. `optimizer`: a name from OPTIMIZERS (`lr` defaults to DEFAULT_LR) or an
-    Optimizer. `on_epoch(epoch, model, history)` is called after each epoch, and
-    `on_step(step, model)` after each step."""
+    Optimizer. `scheduler`, made on that optimizer, steps after each epoch (a
+    ReduceLROnPlateau on the validation loss, else the training loss). `on_epoch(epoch, model,
+    history)` is called after each epoch, and `on_step(step, model)` after each step."""
     if get_ident() in _no_grad_threads:
         raise RuntimeError("train() cannot learn inside no_grad(): no graph is built there, "
                            "so no gradient flows; call it outside the with block")
@@ -1758,6 +2043,10 @@ def train(model: Module, X: Sequence[Sequence[float]], y: Sequence, loss: str | 
                 val_loss, val_accuracy = evaluate(model, val[0], val[1], loss_fn, threshold)
                 history.val_loss.append(val_loss)
                 history.val_accuracy.append(val_accuracy)
+            if isinstance(scheduler, ReduceLROnPlateau):
+                scheduler.step((history.val_loss or history.loss)[-1])
+            elif scheduler is not None:
+                scheduler.step()
             history.seconds.append(time.perf_counter() - start)
             progress.epoch(epoch, history)
             if on_epoch is not None:
@@ -4381,6 +4670,45 @@ def _rates(text: str) -> list[float]:
     return [_positive_float(part) for part in text.split(",")]
 
 
+def _schedule(text: str) -> tuple[str, dict]:
+    name, _, rest = text.partition(":")
+    if name not in SCHEDULERS:
+        raise argparse.ArgumentTypeError(f"unknown schedule {name!r}; choose from "
+                                         f"{', '.join(SCHEDULERS)}")
+    options: dict = {}
+    for part in filter(None, rest.split(",")):
+        key, equals, value = part.partition("=")
+        if not equals or not key.isidentifier():
+            raise argparse.ArgumentTypeError(f"{part!r}: give the schedule's arguments as "
+                                             "NAME=VALUE, such as step:step_size=10")
+        try:
+            numbers = [float(v) if "." in v or "e" in v.lower() else int(v)
+                       for v in value.split("/")]
+        except ValueError:
+            options[key] = value  # a word: mode=max, anneal_strategy=linear
+            continue
+        options[key] = numbers if key == "milestones" else numbers[0]
+    return name, options
+
+
+def _make_scheduler(args: argparse.Namespace, opt: Optimizer, epochs: int,
+                    parser: argparse.ArgumentParser) -> LRScheduler | None:
+    """The --schedule asked for, its arguments as given, the others fitted to the run."""
+    if not args.schedule:
+        return None
+    name, options = args.schedule
+    fitted = {"step": {"step_size": max(1, epochs // 3)},
+              "multistep": {"milestones": [max(1, epochs // 2), max(1, 3 * epochs // 4)]},
+              "exponential": {"gamma": 0.95}, "cosine": {"T_max": max(1, epochs)},
+              "onecycle": {"max_lr": opt.lr, "total_steps": max(1, epochs),
+                           "cycle_momentum": "momentum" in opt.defaults
+                           or "betas" in opt.defaults}}.get(name, {})
+    try:
+        return SCHEDULERS[name](opt, **{**fitted, **options})
+    except (TypeError, ValueError) as e:
+        parser.error(f"--schedule {name}: {e}")
+
+
 def _assignments(text: str) -> dict[str, float]:
     values = {}
     for part in text.split(","):
@@ -4485,6 +4813,10 @@ def build_parser() -> argparse.ArgumentParser:
     add("--activation", choices=[a for a in ACTIVATIONS if a != "linear"],
         help="activation of the hidden layers (default: per dataset)")
     add("--loss", choices=list(LOSSES), help="the loss (default: per dataset)")
+    add("--schedule", type=_schedule, metavar="NAME[:ARG=V,...]",
+        help="a learning-rate schedule, as torch.optim.lr_scheduler's: "
+             + ", ".join(SCHEDULERS) + " (such as step:step_size=10,gamma=0.5, cosine, "
+             "multistep:milestones=10/20, plateau:patience=3); stepped after each epoch")
     add("--weight-decay", type=_non_negative_float,
         help="weight decay (default: the optimizer's, 0.01 for adamw, 0 for the others)")
     add("--seed", type=int, default=0,
@@ -4831,7 +5163,8 @@ def _data_settings(args: argparse.Namespace, loss: str, samples: int) -> dict:
 
 
 def _resume(args: argparse.Namespace, saved: dict | None, optim: str, opt: Optimizer,
-            data: dict) -> tuple[random.Random, int, History]:
+            data: dict, scheduler: LRScheduler | None = None
+            ) -> tuple[random.Random, int, History]:
     """The shuffling generator, the epochs done so far and what they measured: fresh, or
     as a saved run left them, whose optimizer state then goes into opt (if it is the same
     optimizer). Training goes on only on the data the run was trained on."""
@@ -4857,6 +5190,9 @@ def _resume(args: argparse.Namespace, saved: dict | None, optim: str, opt: Optim
         earlier = _history_from(saved.get("history", {}))
         if saved["optimizer"] == optim:
             opt.load_state_dict(saved["optimizer_state"])
+            schedule = saved.get("schedule")
+            if scheduler is not None and schedule and schedule[0] == args.schedule[0]:
+                scheduler.load_state_dict(schedule[1])  # where the saved run left it
             if args.lr is not None:  # a flag given now wins over the saved setting
                 opt.lr = args.lr
             if args.weight_decay is not None:
@@ -4967,8 +5303,9 @@ def run_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict
     optim = args.optim or task["optim"]
     epochs = task["epochs"] if args.epochs is None else args.epochs
     opt = _make_optimizer(optim, model.parameters(), args.lr, args.weight_decay)
+    scheduler = _make_scheduler(args, opt, epochs, parser)  # before a saved state is loaded
     data = _data_settings(args, loss, len(X))
-    rng, done, earlier = _resume(args, saved, optim, opt, data)
+    rng, done, earlier = _resume(args, saved, optim, opt, data, scheduler)
     show = len(X_train) <= 10 and not args.quiet
     if not args.quiet:
         print(f"dataset {args.dataset}: {len(X_train)} samples of {len(X[0])} inputs"
@@ -4995,7 +5332,7 @@ def run_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict
         if epochs:
             history = train(model, X_train, y_train, loss=loss, optimizer=opt, epochs=epochs,
                             batch_size=args.batch_size, val=val, verbose=not args.quiet,
-                            generator=rng, on_epoch=on_epoch,
+                            generator=rng, on_epoch=on_epoch, scheduler=scheduler,
                             on_step=health.step if health else None)
     except TrainingError as e:
         if health:
@@ -5024,6 +5361,8 @@ def run_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict
     training = {"optimizer": optim, "optimizer_state": opt.state_dict(),
                 "epochs": done + epochs, "generator": rng.getstate(),
                 "history": history.state_dict(), "data": data}
+    if scheduler is not None:
+        training["schedule"] = [args.schedule[0], scheduler.state_dict()]
     _write_outputs(args, model, history, X_train, y_train, loss, val, training)
     if frames is not None:
         _say(args, f"drawing {len(frames.frames)} frames of {args.animate}...")

@@ -787,6 +787,118 @@ def test_parameter_groups_are_read_written_added_and_checked():
     assert len(opt.param_groups) == 2 and len(opt.state) == 3  # nothing half-added
 
 
+# torch 2.13's rates (and momenta) over 200 epochs, two groups at 0.1 and 0.01, as the first
+# 16 hex digits of the SHA-256 of repr() of the list of every group's lr (and momentum or
+# beta1) after each of 199 steps, for each schedule with each optimizer
+SCHEDULES = {
+    "step": (mg.StepLR, {"step_size": 30, "gamma": 0.5}),
+    "multistep": (mg.MultiStepLR, {"milestones": [20, 60, 60, 150], "gamma": 0.3}),
+    "exponential": (mg.ExponentialLR, {"gamma": 0.97}),
+    "cosine": (mg.CosineAnnealingLR, {"T_max": 50, "eta_min": 0.001}),
+    "linear": (mg.LinearLR, {"start_factor": 0.25, "end_factor": 1.0, "total_iters": 40}),
+    "onecycle": (mg.OneCycleLR, {"max_lr": 0.5, "total_steps": 200}),
+    "plateau": (mg.ReduceLROnPlateau, {"patience": 5, "factor": 0.5}),
+}
+SCHEDULE_HASHES = {
+    "step/sgd": "59321fb8118e3733",
+    "step/adam": "59321fb8118e3733",
+    "step/adamw": "59321fb8118e3733",
+    "step/rmsprop": "4998eccda3ae7e0b",
+    "step/adagrad": "1be34cd739f386f7",
+    "multistep/sgd": "0448a4aeed520fea",
+    "multistep/adam": "0448a4aeed520fea",
+    "multistep/adamw": "0448a4aeed520fea",
+    "multistep/rmsprop": "e5cfef056f399e5e",
+    "multistep/adagrad": "8b56721e4f5f8b5b",
+    "exponential/sgd": "296df82c95e2fae4",
+    "exponential/adam": "296df82c95e2fae4",
+    "exponential/adamw": "296df82c95e2fae4",
+    "exponential/rmsprop": "80d7c7fbde9b9e65",
+    "exponential/adagrad": "768b8a384f435021",
+    "cosine/sgd": "bcf185e600b7ee34",
+    "cosine/adam": "bcf185e600b7ee34",
+    "cosine/adamw": "bcf185e600b7ee34",
+    "cosine/rmsprop": "986883021e177f72",
+    "cosine/adagrad": "a98b3ef55108939c",
+    "linear/sgd": "04aabd6fb4a2cf2f",
+    "linear/adam": "04aabd6fb4a2cf2f",
+    "linear/adamw": "04aabd6fb4a2cf2f",
+    "linear/rmsprop": "eecbe24a8a7cd0b5",
+    "linear/adagrad": "0a17da5f4ffee499",
+    "onecycle/sgd": "ce5d06e043ed01cf",
+    "onecycle/adam": "ce5d06e043ed01cf",
+    "onecycle/adamw": "ce5d06e043ed01cf",
+    "onecycle/rmsprop": "ce5d06e043ed01cf",
+    "onecycle/adagrad": "5defe5d8a23d6655",
+    "plateau/sgd": "08e9783a4689eace",
+    "plateau/adam": "08e9783a4689eace",
+    "plateau/adamw": "08e9783a4689eace",
+    "plateau/rmsprop": "9ca19734f9891eaa",
+    "plateau/adagrad": "9b0ad6fb802fa059",
+}
+
+
+@pytest.mark.parametrize("case", list(SCHEDULE_HASHES))
+def test_schedulers_set_torchs_rates_to_the_bit(case):
+    import hashlib
+
+    name, optimizer = case.split("/")
+    cls, options = SCHEDULES[name]
+    settings = {"sgd": {"momentum": 0.9}, "rmsprop": {"momentum": 0.5}}.get(optimizer, {})
+    ps = [Value(0.0), Value(0.0)]
+    opt = mg.OPTIMIZERS[optimizer]([{"params": ps[:1], "lr": 0.1},
+                                    {"params": ps[1:], "lr": 0.01}], **settings)
+    if name == "onecycle" and optimizer == "adagrad":
+        options = {**options, "cycle_momentum": False}  # Adagrad has no momentum
+    scheduler = cls(opt, **options)
+    seen = []
+    for t in range(199):
+        opt.step()
+        if name == "plateau":
+            scheduler.step(max(1 / (1 + t), 0.05) + (t % 7) * 1e-6)
+        else:
+            scheduler.step()
+        for group in opt.param_groups:
+            seen.append(group["lr"])
+            if "betas" in group:
+                seen.append(group["betas"][0])
+            elif "momentum" in group:
+                seen.append(group["momentum"])
+    assert scheduler.get_last_lr() == [g["lr"] for g in opt.param_groups]
+    assert hashlib.sha256(repr(seen).encode()).hexdigest()[:16] == SCHEDULE_HASHES[case]
+    state = json.loads(json.dumps(scheduler.state_dict()))
+    again = cls(mg.OPTIMIZERS[optimizer]([Value(0.0)], **settings), **options) \
+        if name != "plateau" else None
+    if again is not None:
+        with pytest.raises(ValueError, match="not a state_dict"):
+            again.load_state_dict({**state, "last_epoch": "5"})
+
+
+def test_train_steps_a_scheduler_each_epoch_and_resumes_it_to_the_bit(tmp_path, capsys):
+    X, y = mg.make_moons(20, seed=0)
+    model = mg.MLP(2, [4, 1], seed=0)
+    opt = mg.SGD(model.parameters(), lr=0.1)
+    history = mg.train(model, X, y, optimizer=opt, epochs=6, verbose=False,
+                       scheduler=mg.StepLR(opt, step_size=2, gamma=0.5))
+    assert opt.lr == 0.1 * 0.5 ** 3 and len(history) == 6
+    common = ["train", "--dataset", "moons", "--samples", "30", "--quiet", "--schedule"]
+    for schedule in ("cosine:T_max=10,eta_min=0.001", "plateau:patience=1,factor=0.5",
+                     "onecycle:total_steps=10"):
+        whole, half = str(tmp_path / "whole.json"), str(tmp_path / "half.json")
+        assert mg.main([*common, schedule, "--epochs", "10", "--save", whole]) == 0
+        assert mg.main([*common, schedule, "--epochs", "4", "--save", half]) == 0
+        assert mg.main([*common, schedule, "--epochs", "6", "--load", half, "--save",
+                        half]) == 0
+        a, b = (json.loads(Path(f).read_text()) for f in (whole, half))
+        assert a["state_dict"] == b["state_dict"], schedule  # resumed: the same, bit for bit
+        assert a["training"]["schedule"] == b["training"]["schedule"]
+    capsys.readouterr()
+    for bad in ("warmup", "step:step_size", "step:step_size=0", "linear:start_factor=2"):
+        with pytest.raises(SystemExit) as stop:
+            mg.main([*common, bad, "--epochs", "2"])
+        assert stop.value.code == 2, bad
+
+
 def test_optimizer_single_steps_by_hand():
     p = Value(1.0)
     p.grad = 0.5
