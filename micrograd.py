@@ -1,8 +1,10 @@
 """micrograd.py: a tiny, complete deep-learning engine in one file.
 
 Read it top to bottom. The lesson comes first: the autograd engine (`Value`), neural
-networks, losses, optimizers, datasets and training, each part using only what came before
-it. The tools follow: model files, drawing, plots, the benchmark and the command line.
+networks, losses, optimizers and their schedulers, datasets and training, each part using
+only what came before it. The tools follow: model and data files, drawing, plots, teaching
+tools (your own expression, backprop step by step, checks, a quiz, a network's health), the
+benchmark and the command line.
 
     python micrograd.py expr                       # a small expression, its gradients, its graph
     python micrograd.py train --epochs 20 --optim adam
