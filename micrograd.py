@@ -4705,8 +4705,13 @@ def _make_scheduler(args: argparse.Namespace, opt: Optimizer, epochs: int,
               "onecycle": {"max_lr": opt.lr, "total_steps": max(1, epochs),
                            "cycle_momentum": "momentum" in opt.defaults
                            or "betas" in opt.defaults}}.get(name, {})
+    options = {**fitted, **options}
+    if name == "onecycle" and isinstance(options.get("total_steps"), int) and \
+            options["total_steps"] < epochs:
+        parser.error(f"--schedule onecycle: total_steps {options['total_steps']} is fewer than "
+                     f"the {epochs} epochs it steps through")
     try:
-        return SCHEDULERS[name](opt, **{**fitted, **options})
+        return SCHEDULERS[name](opt, **options)
     except (TypeError, ValueError) as e:
         parser.error(f"--schedule {name}: {e}")
 
@@ -5308,6 +5313,12 @@ def run_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict
     scheduler = _make_scheduler(args, opt, epochs, parser)  # before a saved state is loaded
     data = _data_settings(args, loss, len(X))
     rng, done, earlier = _resume(args, saved, optim, opt, data, scheduler)
+    left = scheduler.total_steps - scheduler.last_epoch \
+        if isinstance(scheduler, OneCycleLR) else epochs
+    if left < epochs:
+        raise CommandError(f"the one-cycle schedule has {left} of its "
+                           f"{scheduler.total_steps} steps left, fewer than the {epochs} "
+                           "epochs asked for")
     show = len(X_train) <= 10 and not args.quiet
     if not args.quiet:
         print(f"dataset {args.dataset}: {len(X_train)} samples of {len(X[0])} inputs"

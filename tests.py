@@ -892,8 +892,11 @@ def test_train_steps_a_scheduler_each_epoch_and_resumes_it_to_the_bit(tmp_path, 
         a, b = (json.loads(Path(f).read_text()) for f in (whole, half))
         assert a["state_dict"] == b["state_dict"], schedule  # resumed: the same, bit for bit
         assert a["training"]["schedule"] == b["training"]["schedule"]
-    capsys.readouterr()
-    for bad in ("warmup", "step:step_size", "step:step_size=0", "linear:start_factor=2"):
+    assert mg.main([*common, "onecycle:total_steps=10", "--epochs", "8", "--save", half]) == 0
+    assert mg.main([*common, "onecycle:total_steps=10", "--epochs", "5", "--load", half]) == 1
+    assert "2 of its 10 steps left, fewer than the 5 epochs" in capsys.readouterr().err
+    for bad in ("warmup", "step:step_size", "step:step_size=0", "linear:start_factor=2",
+                "onecycle:total_steps=1", "plateau:mode=sideways", "cosine:T_max=abc"):
         with pytest.raises(SystemExit) as stop:
             mg.main([*common, bad, "--epochs", "2"])
         assert stop.value.code == 2, bad
