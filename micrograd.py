@@ -4731,8 +4731,21 @@ def _assignments(text: str) -> dict[str, float]:
 
 
 # what --compare may vary, each value read as the flag of that name reads it
-COMPARABLE = {"lr": "lr", "optim": "optim", "activation": "activation", "hidden": "hidden",
-              "batch-size": "batch_size"}
+def _one_of(names: Iterable[str]) -> Callable[[str], str]:
+    names = list(names)
+
+    def parse(text: str) -> str:
+        if text not in names:
+            raise argparse.ArgumentTypeError(f"choose from {', '.join(names)}")
+        return text
+    return parse
+
+
+COMPARABLE: dict[str, tuple[str, Callable[[str], object]]] = {  # flag -> (its dest, its type)
+    "lr": ("lr", _positive_float), "optim": ("optim", _one_of(OPTIMIZERS)),
+    "activation": ("activation", _one_of(a for a in ACTIVATIONS if a != "linear")),
+    "hidden": ("hidden", lambda text: _layer_sizes(text.replace("x", ","))),
+    "batch-size": ("batch_size", _positive_int)}
 
 
 def _comparison(text: str) -> tuple[str, list[str]]:
@@ -5400,14 +5413,11 @@ def _run_comparison(args: argparse.Namespace, parser: argparse.ArgumentParser) -
     for text in raw:
         run = argparse.Namespace(**{**vars(args), "compare": None, "quiet": True,
                                     "plot": None, "boundary": None})
-        option = next(a for a in parser._actions if a.dest == COMPARABLE[setting])
+        dest, parse = COMPARABLE[setting]
         try:
-            value = option.type(text.replace("x", ",")) if option.type else text
-            if option.choices and value not in option.choices:
-                raise argparse.ArgumentTypeError(f"choose from {', '.join(option.choices)}")
+            setattr(run, dest, parse(text))
         except argparse.ArgumentTypeError as e:
             parser.error(f"--compare {setting}={text}: {e}")
-        setattr(run, COMPARABLE[setting], value)
         label = f"{setting}={text}"
         try:
             with contextlib.redirect_stdout(io.StringIO()):  # the rows say what matters
