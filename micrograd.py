@@ -1792,11 +1792,6 @@ class History:
         last = f", last loss {self.loss[-1]:.6g}" if self.loss else ""
         return f"History({len(self)} epochs{last})"
 
-    animation: bytes | None = None  # the GIF of animate_training(), which a notebook shows
-
-    def _repr_html_(self) -> str | None:
-        return _gif_html(self.animation) if self.animation else None
-
 
 # Learning rates for train() that suit the small problems here (the classes keep torch's).
 DEFAULT_LR = {"sgd": 0.1, "adam": 0.05, "adamw": 0.05, "rmsprop": 0.01, "adagrad": 0.1}
@@ -3717,8 +3712,20 @@ def animate_training(model: Module, X: Sequence, y: Sequence, path: str,
     History returned shows the GIF in a notebook."""
     frames = _Frames(list(X), epochs, _threshold(train_options.get("loss", "mse"), list(y)))
     history = train(model, X, y, epochs=epochs, on_epoch=frames, **train_options)
-    history.animation = frames.save(path, list(X), list(y))
-    return history
+    return AnimatedHistory(history, frames.save(path, list(X), list(y)))
+
+
+class AnimatedHistory(History):
+    """animate_training()'s History: the same measurements, and the GIF, which a notebook
+    shows when it is a cell's last expression."""
+
+    def __init__(self, history: History, animation: bytes) -> None:
+        super().__init__()
+        vars(self).update(vars(history))
+        self.animation = animation
+
+    def _repr_html_(self) -> str:
+        return _gif_html(self.animation)
 
 
 # ---------------------------------------------------------------------------------------------
