@@ -710,12 +710,12 @@ def _zip_nested(values: list, data: object, key: str) -> list[tuple[Value, float
     return pairs
 
 
-def _size(value: object, name: str) -> int:
-    """value as a layer size: a whole number of at least 1 (numpy's integers too)."""
+def _size(value: object, name: str, low: int = 1) -> int:
+    """value as a layer size: a whole number of at least `low` (numpy's integers too)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be a whole number, got {type(value).__name__}: {value!r}")
-    if value < 1:
-        raise ValueError(f"{name} must be at least 1, got {value!r}")
+    if value < low:
+        raise ValueError(f"{name} must be at least {low}, got {value!r}")
     return int(value)
 
 
@@ -1395,7 +1395,14 @@ class LRScheduler:
     def step(self) -> None:
         self._step_count += 1
         self.last_epoch += 1
-        for group, lr in zip(self.optimizer.param_groups, self.get_lr()):
+        try:  # a rate past the float range (a gamma above 1 for long) is refused
+            rates = [_check_hyper("learning rate", lr) for lr in self.get_lr()]
+        except ValueError as e:
+            self._step_count -= 1  # and nothing changes
+            self.last_epoch -= 1
+            raise ValueError(f"{type(self).__name__}, step {self.last_epoch + 1}: {e}"
+                             ) from None
+        for group, lr in zip(self.optimizer.param_groups, rates):
             group["lr"] = lr
         self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
 
@@ -1432,7 +1439,8 @@ class StepLR(LRScheduler):
 
     def __init__(self, optimizer: Optimizer, step_size: int, gamma: float = 0.1,
                  last_epoch: int = -1) -> None:
-        self.step_size, self.gamma = _size(step_size, "step_size"), _option(gamma, "gamma")
+        self.step_size = _size(step_size, "step_size")
+        self.gamma = _check_hyper("gamma", gamma)
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self) -> list[float]:
@@ -1448,7 +1456,7 @@ class MultiStepLR(LRScheduler):
     def __init__(self, optimizer: Optimizer, milestones: Iterable[int], gamma: float = 0.1,
                  last_epoch: int = -1) -> None:
         self.milestones = sorted(_size(m, "a milestone") for m in milestones)
-        self.gamma = _option(gamma, "gamma")
+        self.gamma = _check_hyper("gamma", gamma)
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self) -> list[float]:
@@ -1462,7 +1470,7 @@ class ExponentialLR(LRScheduler):
     """The rate times gamma every epoch."""
 
     def __init__(self, optimizer: Optimizer, gamma: float, last_epoch: int = -1) -> None:
-        self.gamma = _option(gamma, "gamma")
+        self.gamma = _check_hyper("gamma", gamma)
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self) -> list[float]:
@@ -1476,7 +1484,7 @@ class CosineAnnealingLR(LRScheduler):
 
     def __init__(self, optimizer: Optimizer, T_max: int, eta_min: float = 0.0,  # noqa: N803
                  last_epoch: int = -1) -> None:
-        self.T_max, self.eta_min = _size(T_max, "T_max"), _option(eta_min, "eta_min")
+        self.T_max, self.eta_min = _size(T_max, "T_max"), _check_hyper("eta_min", eta_min)
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self) -> list[float]:
@@ -1521,7 +1529,9 @@ class LinearLR(LRScheduler):
 class OneCycleLR(LRScheduler):
     """Leslie Smith's one cycle: the rate up from max_lr / div_factor to max_lr over the first
     pct_start of total_steps, then down to the start / final_div_factor, along a cosine (or a
-    line); the momentum (or Adam's beta1) the other way, between base_ and max_momentum."""
+    line); the momentum (or Adam's beta1) the other way, between base_ and max_momentum.
+    torch's rates at every step of the cycle; the step after its last (which sets a rate no
+    step of the cycle uses) leaves the rate at the cycle's end."""
 
     def __init__(self, optimizer: Optimizer, max_lr: float, total_steps: int | None = None,
                  epochs: int | None = None, steps_per_epoch: int | None = None,
@@ -1538,11 +1548,17 @@ class OneCycleLR(LRScheduler):
         if anneal_strategy not in ("cos", "linear"):
             raise ValueError(f"anneal_strategy must be 'cos' or 'linear', got "
                              f"{anneal_strategy!r}")
-        if not 0 <= pct_start <= 1:
-            raise ValueError(f"pct_start must lie in [0, 1], got {pct_start!r}")
+        pct_start = _check_hyper("pct_start", pct_start, high=1.0)
+        max_lr = _check_hyper("max_lr", max_lr)
+        div_factor = _check_hyper("div_factor", div_factor, low_open=True)
+        final_div_factor = _check_hyper("final_div_factor", final_div_factor, low_open=True)
+        cycle_momentum = _flag(cycle_momentum, "cycle_momentum")
+        self.use_beta1 = "betas" in optimizer.defaults  # Adam's beta1 must stay below 1
+        for name, value in (("base_momentum", base_momentum), ("max_momentum", max_momentum)):
+            _check_hyper(name, value, high=1.0, high_open=self.use_beta1)
         self.anneal_strategy, self.cycle_momentum = anneal_strategy, cycle_momentum
         end = float(pct_start * self.total_steps) - 1  # as torch computes the phases
-        if three_phase:
+        if _flag(three_phase, "three_phase"):
             self.phases = [[end, "initial_lr", "max_lr", "max_momentum", "base_momentum"],
                            [float(2 * pct_start * self.total_steps) - 2, "max_lr",
                             "initial_lr", "base_momentum", "max_momentum"],
@@ -1553,13 +1569,12 @@ class OneCycleLR(LRScheduler):
                            [self.total_steps - 1, "max_lr", "min_lr", "base_momentum",
                             "max_momentum"]]
         groups = optimizer.param_groups
-        self.use_beta1 = "betas" in optimizer.defaults
         if cycle_momentum and not self.use_beta1 and "momentum" not in optimizer.defaults:
             raise ValueError(f"{type(optimizer).__name__} has no momentum to cycle: give "
                              "cycle_momentum=False")
         if last_epoch == -1:
             for group in groups:
-                group["initial_lr"] = _option(max_lr, "max_lr") / div_factor
+                group["initial_lr"] = max_lr / div_factor
                 group["max_lr"] = max_lr
                 group["min_lr"] = group["initial_lr"] / final_div_factor
                 if cycle_momentum:
@@ -1581,14 +1596,15 @@ class OneCycleLR(LRScheduler):
     def get_lr(self) -> list[float]:
         step = self.last_epoch
         if step > self.total_steps:
-            raise ValueError(f"OneCycleLR stepped {step} times, past its total_steps "
-                             f"{self.total_steps}")
+            raise ValueError(f"stepped past its total_steps, {self.total_steps}")
         rates = []
         for group in self.optimizer.param_groups:
             begin = 0.0
             for k, (end, lr_from, lr_to, m_from, m_to) in enumerate(self.phases):
                 if step <= end or k == len(self.phases) - 1:
-                    pct = (step - begin) / (end - begin)
+                    # at most 1: the step after the cycle (total_steps) stays at its end,
+                    # where torch goes on along the last phase (below zero, if linear)
+                    pct = min((step - begin) / (end - begin), 1.0)
                     rates.append(self._anneal(group[lr_from], group[lr_to], pct))
                     if self.cycle_momentum:
                         self._set_momentum(group, self._anneal(group[m_from], group[m_to], pct))
@@ -1609,12 +1625,13 @@ class ReduceLROnPlateau(LRScheduler):
         if mode not in ("min", "max") or threshold_mode not in ("rel", "abs"):
             raise ValueError(f"mode must be 'min' or 'max' and threshold_mode 'rel' or 'abs', "
                              f"got {mode!r} and {threshold_mode!r}")
-        if not _option(factor, "factor") < 1.0:
-            raise ValueError(f"factor must be below 1, got {factor!r}")
-        self.optimizer, self.mode, self.factor, self.patience = optimizer, mode, factor, patience
-        self.threshold, self.threshold_mode, self.cooldown = threshold, threshold_mode, cooldown
-        self.min_lrs = [_option(min_lr, "min_lr")] * len(optimizer.param_groups)
-        self.eps, self.last_epoch = eps, 0
+        self.optimizer, self.mode, self.threshold_mode = optimizer, mode, threshold_mode
+        self.factor = _check_hyper("factor", factor, high=1.0, high_open=True)
+        self.patience = _size(patience, "patience", low=0)
+        self.cooldown = _size(cooldown, "cooldown", low=0)
+        self.threshold = _check_hyper("threshold", threshold)
+        self.min_lrs = [_check_hyper("min_lr", min_lr)] * len(optimizer.param_groups)
+        self.eps, self.last_epoch = _check_hyper("eps", eps), 0
         self.best = math.inf if mode == "min" else -math.inf
         self.cooldown_counter = self.num_bad_epochs = 0
         self._last_lr = self._rates()
@@ -2299,8 +2316,9 @@ def load_csv(path: str, target: str | None = None, labelled: bool = True,
             try:
                 value = float(cell)
             except ValueError:
+                hint = "; separate the cells by commas" if ";" in cell or "\t" in cell else ""
                 raise ValueError(f"{path} row {r}, column {c}: {cell.strip()!r} is not a "
-                                 "number") from None
+                                 f"number{hint}") from None
             if not math.isfinite(value):
                 raise ValueError(f"{path} row {r}, column {c}: {cell.strip()} is not finite")
             numbers.append(value)
@@ -4679,6 +4697,14 @@ def _rates(text: str) -> list[float]:
     return [_positive_float(part) for part in text.split(",")]
 
 
+def _int_or_float(text: str) -> int | float | None:
+    """3 as an int, 0.5 or 1e-3 or inf as a float (a schedule checks its own ranges)."""
+    for kind in (int, float):
+        with contextlib.suppress(ValueError):
+            return kind(text)
+    return None
+
+
 def _schedule(text: str) -> tuple[str, dict]:
     name, _, rest = text.partition(":")
     if name not in SCHEDULERS:
@@ -4690,13 +4716,11 @@ def _schedule(text: str) -> tuple[str, dict]:
         if not equals or not key.isidentifier():
             raise argparse.ArgumentTypeError(f"{part!r}: give the schedule's arguments as "
                                              "NAME=VALUE, such as step:step_size=10")
-        try:
-            numbers = [float(v) if "." in v or "e" in v.lower() else int(v)
-                       for v in value.split("/")]
-        except ValueError:
+        numbers = [_int_or_float(v) for v in value.split("/")]
+        if None in numbers:
             options[key] = value  # a word: mode=max, anneal_strategy=linear
-            continue
-        options[key] = numbers if key == "milestones" else numbers[0]
+        else:
+            options[key] = numbers if key == "milestones" else numbers[0]
     return name, options
 
 

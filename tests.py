@@ -902,6 +902,70 @@ def test_train_steps_a_scheduler_each_epoch_and_resumes_it_to_the_bit(tmp_path, 
         assert stop.value.code == 2, bad
 
 
+@pytest.mark.parametrize("cls,options,message", [
+    (mg.StepLR, {"step_size": 2, "gamma": math.inf}, "invalid gamma: inf"),
+    (mg.StepLR, {"step_size": 2, "gamma": -1.0}, "invalid gamma: -1.0"),
+    (mg.MultiStepLR, {"milestones": [2], "gamma": math.nan}, "invalid gamma: nan"),
+    (mg.ExponentialLR, {"gamma": math.nan}, "invalid gamma: nan"),
+    (mg.CosineAnnealingLR, {"T_max": 5, "eta_min": -0.5}, "invalid eta_min: -0.5"),
+    (mg.OneCycleLR, {"max_lr": math.inf, "total_steps": 5}, "invalid max_lr: inf"),
+    (mg.OneCycleLR, {"max_lr": 0.1, "total_steps": 5, "div_factor": 0.0}, "div_factor: 0.0"),
+    (mg.OneCycleLR, {"max_lr": 0.1, "total_steps": 5, "final_div_factor": math.nan},
+     "final_div_factor: nan"),
+    (mg.OneCycleLR, {"max_lr": 0.1, "total_steps": 5, "max_momentum": 2.0},
+     "max_momentum: 2.0"),
+    (mg.ReduceLROnPlateau, {"factor": -0.5}, "invalid factor: -0.5"),
+    (mg.ReduceLROnPlateau, {"min_lr": math.inf}, "invalid min_lr: inf"),
+    (mg.ReduceLROnPlateau, {"threshold": math.nan}, "invalid threshold: nan"),
+    (mg.ReduceLROnPlateau, {"cooldown": -1}, "cooldown must be at least 0")])
+def test_a_schedule_that_would_set_a_rate_of_nan_inf_or_below_zero_is_refused(cls, options,
+                                                                              message):
+    opt = mg.SGD([Value(1.0)], lr=0.1, momentum=0.9)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        cls(opt, **options)
+    assert opt.param_groups[0]["lr"] == 0.1 and opt.param_groups[0]["momentum"] == 0.9
+
+
+def test_a_schedule_step_that_overflows_the_rate_is_refused_and_changes_nothing():
+    opt = mg.SGD([Value(1.0)], lr=0.1)
+    scheduler = mg.ExponentialLR(opt, gamma=1e10)
+    for _ in range(30):
+        scheduler.step()
+    before = (opt.lr, scheduler.last_epoch, scheduler.get_last_lr())
+    with pytest.raises(ValueError, match="ExponentialLR, step 31: invalid learning rate: inf"):
+        scheduler.step()
+    assert (opt.lr, scheduler.last_epoch, scheduler.get_last_lr()) == before
+
+
+def test_one_cycle_has_torchs_rates_and_ends_at_its_end_not_below_zero(tmp_path):
+    # torch 2.13, OneCycleLR(SGD(lr=0.1, momentum=0.9), max_lr=0.1, total_steps=5,
+    # anneal_strategy="linear"): the rates and momenta of steps 1 to 4; its step 5 goes on
+    # along the line to -0.02857091428571429, a rate here refused by every optimizer
+    opt = mg.SGD([Value(0.0)], lr=0.1, momentum=0.9)
+    scheduler = mg.OneCycleLR(opt, max_lr=0.1, total_steps=5, anneal_strategy="linear")
+    seen = []
+    for _ in range(5):
+        scheduler.step()
+        seen.append((opt.lr, opt.param_groups[0]["momentum"]))
+    assert seen[:4] == [(0.08571434285714286, 0.8642857142857142),
+                        (0.05714302857142858, 0.8928571428571428),
+                        (0.028571714285714284, 0.9214285714285714),
+                        (3.999999999976245e-07, 0.95)]
+    assert seen[4] == seen[3]  # the cycle's end, min_lr = 0.1 / 25 / 1e4
+    with pytest.raises(ValueError, match="stepped past its total_steps, 5"):
+        scheduler.step()
+    assert scheduler.last_epoch == 5
+    # a run on such a schedule saves a file that loads, to evaluate or to go on with
+    model = str(tmp_path / "m.json")
+    flags = ["train", "--epochs", "5", "--quiet", "--schedule", "onecycle:anneal_strategy=linear"]
+    assert run_cli(*flags, "--save", model).returncode == 0
+    evaluated = run_cli("train", "--epochs", "0", "--load", model, "--quiet")
+    assert evaluated.returncode == 0 and "evaluated only" in evaluated.stdout, evaluated.stderr
+    assert run_cli("train", "--epochs", "2", "--load", model, "--quiet").returncode == 0
+    bad = run_cli("train", "--epochs", "2", "--schedule", "onecycle:max_lr=inf")
+    assert bad.returncode == 2 and "invalid max_lr: inf" in bad.stderr, bad.stderr
+
+
 def test_optimizer_single_steps_by_hand():
     p = Value(1.0)
     p.grad = 0.5
@@ -4039,7 +4103,8 @@ def test_your_own_data_round_trips_through_train_save_and_predict(tmp_path):
     ("1,2,1\n3,4,1\n", "every row has the label 1"),
     ("1,2,0\n3,4,0.5\n", "row 2, column 3: the label 0.5 is not a class"),
     ("1,2,0\n3,4,7\n", "the labels are 0, 7"),
-    ("1,nan,0\n3,4,1\n", "row 1, column 2: nan is not finite")])
+    ("1,nan,0\n3,4,1\n", "row 1, column 2: nan is not finite"),
+    ("a;b;label\n1;2;0\n3;4;1\n", "'1;2;0' is not a number; separate the cells by commas")])
 def test_a_bad_data_file_is_exit_2_naming_the_row_and_column(tmp_path, text, message):
     (tmp_path / "d.csv").write_text(text)
     result = run_cli("train", "--data", "d.csv", cwd=tmp_path)
