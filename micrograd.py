@@ -3862,19 +3862,25 @@ def nudge_check(build: Callable[[dict[str, float]], Value], values: Mapping[str,
     the slopes from nudging that input by h (forward and central differences), their relative
     error, whether a kink (relu, abs) lies within the step, and a verdict in CS231n's bands:
     below 1e-7 right; below 1e-4 right near a kink; above 1e-2 wrong; between, suspect (where
-    a kink lies within the step, the differences cannot tell)."""
+    a kink lies within the step, the differences cannot tell). Where a nudge leaves the
+    function's domain (sqrt at 0) or a value is not finite, the verdict says that instead."""
     root = build(dict(values))
     root.backward()
     leaves = {v.label: v for v in _topological_order(root) if v.label in values}
     rows = []
     for name, leaf in leaves.items():
-        at = [build({**values, name: values[name] + step}) for step in (-h, 0.0, h)]
-        low, mid, high = (r.data for r in at)
-        forward, central = (high - mid) / h, (high - low) / (2 * h)
+        at = {step: _nudged(build, {**values, name: values[name] + step}) for step in (-h, h)}
+        low, high = (r.data if r is not None else math.nan for r in at.values())
+        forward, central = (high - root.data) / h, (high - low) / (2 * h)
         scale = max(abs(leaf.grad), abs(central))
         error = abs(leaf.grad - central) / scale if scale else 0.0
-        kink = _kink_sides(at[0]) != _kink_sides(at[2])
-        if error < 1e-7:
+        kink = None not in at.values() and _kink_sides(at[-h]) != _kink_sides(at[h])
+        outside = [f"{name} {sign} h" for sign, step in (("-", -h), ("+", h)) if at[step] is None]
+        if outside:
+            verdict = f"cannot tell: {' and '.join(outside)} is outside the function's domain"
+        elif not all(map(math.isfinite, (root.data, low, high, leaf.grad))):
+            verdict = "cannot tell: a value is not finite"
+        elif error < 1e-7:
             verdict = "right"
         elif kink:  # the slope jumps inside the step: the differences, not backward(), err
             verdict = "right near a kink" if error < 1e-4 else "cannot tell: a kink"
@@ -3883,6 +3889,15 @@ def nudge_check(build: Callable[[dict[str, float]], Value], values: Mapping[str,
         rows.append({"name": name, "grad": leaf.grad, "forward": forward, "central": central,
                      "error": error, "kink": kink, "verdict": verdict})
     return rows
+
+
+def _nudged(build: Callable[[dict[str, float]], Value], values: dict[str, float]
+            ) -> Value | None:
+    """build(values), or None where the values are outside its domain."""
+    try:
+        return build(values)
+    except (ArithmeticError, ValueError):
+        return None
 
 
 def format_check(rows: list[dict]) -> str:
@@ -4611,10 +4626,13 @@ def _number(text: str, low: float, high: float = math.inf, open_high: bool = Fal
     too_low = value <= low if open_low else value < low
     too_high = value >= high if open_high else value > high
     if not math.isfinite(value) or too_low or too_high:
-        bound = f"above {low:g}" if open_low else f"at least {low:g}"
+        bounds = []
+        if low != -math.inf:
+            bounds.append(f"above {low:g}" if open_low else f"at least {low:g}")
         if high != math.inf:
-            bound += f" and below {high:g}" if open_high else f" and at most {high:g}"
-        raise argparse.ArgumentTypeError(f"must be a finite number {bound}, got {text}")
+            bounds.append(f"below {high:g}" if open_high else f"at most {high:g}")
+        wanted = f"a finite number {' and '.join(bounds)}".rstrip()
+        raise argparse.ArgumentTypeError(f"must be {wanted}, got {text}")
     return value
 
 

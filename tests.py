@@ -3610,6 +3610,22 @@ def test_expr_check_nudges_each_input_and_gives_a_verdict(tmp_path):
     assert wrong[0]["verdict"] == "WRONG" and wrong[0]["error"] == pytest.approx(5 / 6, 1e-6)
 
 
+def test_expr_check_says_where_a_nudge_leaves_the_domain_or_a_value_overflows(tmp_path):
+    pytest.importorskip("matplotlib")  # expr draws its graph
+    result = run_cli("expr", "sqrt(x) + log(y)", "--at", "x=0,y=2", "--check", cwd=tmp_path)
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    rows = check_rows(result.stdout)
+    assert " ".join(rows["x"][5:]) == "cannot tell: x - h is outside the function's domain"
+    assert rows["x"][1] == "inf" and float(rows["x"][2]) == 1000.0  # sqrt(1e-6) / 1e-6
+    assert rows["y"][5] == "right"
+    overflow = run_cli("expr", "exp(x)", "--at", "x=710", "--check", cwd=tmp_path)
+    assert " ".join(check_rows(overflow.stdout)["x"][5:]) == "cannot tell: a value is not finite"
+    edge = mg.nudge_check(lambda v: (Value(v["x"], "x") - 1.0 + 1e-7).sqrt(), {"x": 1.0})
+    assert edge[0]["verdict"] == "cannot tell: x - h is outside the function's domain"
+    bad = run_cli("expr", "x", "--at", "x=nan", cwd=tmp_path)
+    assert bad.returncode == 2 and "--at: must be a finite number, got nan" in bad.stderr
+
+
 def test_expr_quiz_reads_answers_marks_them_and_scores(tmp_path):
     pytest.importorskip("matplotlib")  # expr draws its graph
     answers = "4\n-2\n0.5\nabc\n-4.0005\n6\n"  # f d c e b a: right, right, wrong x2, right x2
