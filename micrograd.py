@@ -1885,6 +1885,10 @@ def _loss(value: float) -> str:
     return f"{value:.6f}" if abs(value) < 1e6 else f"{value:.6g}"
 
 
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
 def _percent(share: float | None) -> str:
     return "" if share is None else f"{100 * share:.1f}%"
 
@@ -3754,6 +3758,14 @@ class ExpressionError(ValueError):
     """An expression that cannot be built: it names what is wrong."""
 
 
+class _NoValue(ExpressionError):
+    """A name in an expression that has no value: `name`."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"{name} has no value")
+        self.name = name
+
+
 # What an expression may call: the Value functions of one argument
 EXPRESSION_FUNCTIONS: dict[str, Callable[[Value], Value]] = {
     name: getattr(Value, name) for name in ("exp", "log", "sqrt", "sin", "cos", "tanh",
@@ -3825,7 +3837,7 @@ def _allowed(node: ast.AST, names: set[str]) -> None:
     """Refuse a node outside the whitelist, naming it."""
     if isinstance(node, ast.Name):
         if node.id not in names:
-            raise ExpressionError(f"{node.id} has no value: give it with --at {node.id}=...")
+            raise _NoValue(node.id)
         return
     if isinstance(node, ast.Call):
         name = node.func.id if isinstance(node.func, ast.Name) else ast.unparse(node.func)
@@ -4061,7 +4073,8 @@ def descend(text: str, start: tuple[float, float], optimizers: Sequence[tuple[st
             steps: int = 500) -> dict[str, list[tuple[float, float, float]]]:
     """Each optimizer's path down f(x, y), the expression `text`, from `start`: a list of
     (x, y, f) from the start and after each step, optimizers given as (name, lr) pairs from
-    OPTIMIZERS, each stepping as its class does. A path that turns non-finite stops there."""
+    OPTIMIZERS, each stepping as its class does. A path stops where f turns non-finite or
+    a step leaves its domain (f is nan there)."""
     build = compile_expression(text, ("x", "y"))
     paths = {}
     for name, lr in optimizers:
@@ -4069,7 +4082,13 @@ def descend(text: str, start: tuple[float, float], optimizers: Sequence[tuple[st
         opt = OPTIMIZERS[name]([x, y], lr=lr)
         path = []
         for _ in range(steps + 1):
-            value = build({"x": x, "y": y})
+            try:
+                value = build({"x": x, "y": y})
+            except ExpressionError:  # a step left the domain of f (a log of a negative)
+                if not path:
+                    raise  # the start itself
+                path.append((x.data, y.data, math.nan))
+                break
             path.append((x.data, y.data, value.data))
             if len(path) > steps or not all(map(math.isfinite, path[-1])):
                 break
@@ -4107,7 +4126,7 @@ def plot_paths(text: str, paths: dict, path: str | None = None, show: bool = Fal
         ax.plot(*p[-1][:2], "x", color=colour, markersize=9, markeredgewidth=2)
     ax.set_xlabel("x")
     ax.set_ylabel("y")
-    ax.set_title(f"f(x, y) = {text}, {max(len(p) for p in paths.values()) - 1} steps",
+    ax.set_title(f"f(x, y) = {text}, {_plural(max(map(len, paths.values())) - 1, 'step')}",
                  fontsize="medium")
     ax.legend(loc="best", fontsize="small", framealpha=0.9)
     fig.tight_layout()
@@ -4573,10 +4592,6 @@ def format_bench(result: dict) -> str:
 # Command line
 # ---------------------------------------------------------------------------------------------
 
-def _plural(count: int, noun: str) -> str:
-    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
-
-
 class CommandError(Exception):
     """A failed run: printed as one line, exit status 1."""
 
@@ -5008,6 +5023,8 @@ def run_expr(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
             return parse_expression(args.expression, values)
     try:
         root = build(values)
+    except _NoValue as e:
+        parser.error(f"{e}: give it with --at {e.name}=...")
     except ExpressionError as e:
         parser.error(str(e))
     unused = set(values) - {v.label for v in _topological_order(root)}
@@ -5542,13 +5559,18 @@ def run_descend(args: argparse.Namespace, parser: argparse.ArgumentParser) -> No
                      "one for each, or one for all")
     try:
         paths = descend(args.expression, args.start, list(zip(args.optim, rates)), args.steps)
+    except _NoValue as e:
+        parser.error(f"{e}: descend's f is a function of x and y")
     except ExpressionError as e:
-        parser.error(str(e))
+        parser.error(f"{e} (the start, --start)")
     _check_folder(args.out)
     for label, path in paths.items():
         x, y, f = path[-1]
-        end = (f"after {len(path) - 1} steps: x {_digits(x)}, y {_digits(y)}, f {_digits(f)}")
-        print(f"{label:<22} {end}" + ("  (diverged)" if not math.isfinite(f) else ""))
+        end = (f"after {_plural(len(path) - 1, 'step')}: x {_digits(x)}, y {_digits(y)}, "
+               f"f {_digits(f)}")
+        stop = "" if math.isfinite(f) else "  (diverged)" if math.isinf(f) else \
+            "  (stopped: f is not defined there)"
+        print(f"{label:<22} {end}{stop}")
     _draw(lambda: plot_paths(args.expression, paths, args.out), args.out)
     print(f"paths saved to {args.out}")
 

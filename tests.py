@@ -3549,7 +3549,7 @@ def test_sin_and_cos_have_torchs_slopes():
     ('__import__("os").system("touch hacked")', "unknown function"),
     ("x.__class__.__bases__", "is not allowed"), ("(lambda: x)()", "unknown function"),
     ("[x for x in (1, 2)]", "is not allowed"), ("'x' * 2", "is not a number"),
-    ("open('f')", "unknown function open()"), ("z * 2", "z has no value"),
+    ("open('f')", "unknown function open()"), ("z * 2", "z has no value: give it with --at z=..."),
     ("x +", "is not an expression"), ("log(x, 2)", "takes one argument"),
     ("x if x else 2", "is not allowed"), ("x < 2", "is not allowed"), ("x", "no op"),
     ("log(-x)", "cannot be computed")])
@@ -3726,8 +3726,21 @@ def test_descend_on_the_command_line_prints_and_draws(tmp_path):
     result = run_cli("descend", "x*y", "--lr", "10", "--optim", "sgd", "--steps", "400",
                      "--start", "1,1", "--out", "d.png", cwd=tmp_path)
     assert result.returncode == 0 and "(diverged)" in result.stdout  # said, not a traceback
+    # a step out of f's domain ends that path where it landed; the others go on
+    result = run_cli("descend", "log(x) + y**2", "--start", "0.5,1", "--optim", "sgd,adam",
+                     "--lr", "1,0.01", "--steps", "5", "--out", "l.png", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    sgd, adam = result.stdout.splitlines()[:2]
+    assert sgd == ("sgd (lr 1)             after 1 step: x -1.5000, y -1.0000, f nan  "
+                   "(stopped: f is not defined there)")
+    assert "after 5 steps" in adam and "stopped" not in adam
+    paths = mg.descend("log(x) + y**2", (0.5, 1.0), [("sgd", 1.0)], steps=5)
+    assert paths["sgd (lr 1)"] == [(0.5, 1.0, math.log(0.5) + 1.0), (-1.5, -1.0, paths[
+        "sgd (lr 1)"][1][2])] and math.isnan(paths["sgd (lr 1)"][1][2])
     for flags, message in ((["__import__('os')"], "unknown function"),
-                           (["x*z"], "z has no value"),
+                           (["x*z"], "z has no value: descend's f is a function of x and y"),
+                           (["log(x) + y", "--start", "-1,1"],
+                            "log needs a positive number, got -1.0 (the start, --start)"),
                            ([ROSENBROCK, "--optim", "sgd,adam", "--lr", "1,2,3"],
                             "3 rates for 2 optimizers"),
                            ([ROSENBROCK, "--optim", "lbfgs"], "unknown optimizer"),
