@@ -5062,6 +5062,16 @@ def run_expr(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     print(f"graph saved to {args.out}")
 
 
+def _check_not_input(parser: argparse.ArgumentParser, flag: str, path: str | None,
+                     args: argparse.Namespace, inputs: Sequence[str]) -> None:
+    """Refuse an output that would overwrite a file the run reads."""
+    for name in inputs:
+        given = getattr(args, name)
+        if path and given and os.path.realpath(path) == os.path.realpath(given):
+            parser.error(f"--{flag} {path} would overwrite the --{name} file: give it a file "
+                         "of its own")
+
+
 def _check_folder(path: str | None) -> None:
     """Fail before any work when an output file cannot be written where it is asked for."""
     if path is None:
@@ -5305,6 +5315,7 @@ def run_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict
     if args.data and (args.samples or args.noise is not None):
         parser.error("--samples and --noise make a dataset; --data gives one")
     args.dataset = os.path.basename(args.data) if args.data else args.dataset or "toy"
+    _check_not_input(parser, "export", args.export, args, ("data",))
     X, y = _load_data(args, parser)
     if args.export:
         _draw(lambda: save_csv(args.export, X, y), args.export)
@@ -5330,6 +5341,8 @@ def run_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict
     outputs: dict[str, str] = {}  # real path -> the flag that writes it
     for flag in ("save", "plot", "boundary", "graph", "animate", "neurons", "diagnose"):
         path = getattr(args, flag)
+        _check_not_input(parser, flag, path, args, ("data", "load") if flag != "save"
+                         else ("data",))  # --save over --load: a run resumed in place
         if path and os.path.realpath(path) in outputs:
             parser.error(f"--{outputs[os.path.realpath(path)]} and --{flag} both name "
                          f"{path}: give each output a file of its own")
@@ -5521,7 +5534,10 @@ def run_predict(args: argparse.Namespace, parser: argparse.ArgumentParser) -> No
     elif len(X[0]) != model.nin:
         parser.error(f"{args.data} has {len(X[0])} columns; the model takes {model.nin} "
                      "inputs (and a label may follow them)")
+    _check_not_input(parser, "out", args.out, args, ("data", "load"))
     _check_folder(args.out)
+    if labels is not None:
+        _check_labels(labels, model, args.data, parser)
     scores = predict(model, X)
     classes = [row.index(max(row)) if isinstance(row, list) else int(row > 0.0)
                for row in scores]
@@ -5542,7 +5558,20 @@ def run_predict(args: argparse.Namespace, parser: argparse.ArgumentParser) -> No
     if labels is not None:
         wanted = [int(t > 0) if set(labels) <= {-1.0, 1.0} else int(t) for t in labels]
         hits = sum(k == t for k, t in zip(classes, wanted))
-        print(f"accuracy {_percent(hits / len(wanted))} on the {len(wanted)} labelled rows")
+        print(f"accuracy {_percent(hits / len(wanted))} on the "
+              f"{_plural(len(wanted), 'labelled row')}")
+
+
+def _check_labels(labels: list[float], model: MLP, path: str,
+                  parser: argparse.ArgumentParser) -> None:
+    """Each label must be one of the model's classes: 0 and 1 (or -1 and 1) for one output,
+    0 to n-1 for n."""
+    classes = [-1, 0, 1] if model.nouts[-1] == 1 else list(range(model.nouts[-1]))
+    for row, label in enumerate(labels, 1):
+        if label not in classes:
+            shown = "0 and 1 (or -1 and 1)" if model.nouts[-1] == 1 else f"0 to {classes[-1]}"
+            parser.error(f"{path}: data row {row} has the label {label:g}, not a class of "
+                         f"the model (its classes: {shown})")
 
 
 def _write_text(path: str, text: str) -> None:

@@ -4094,6 +4094,39 @@ def test_health_verdicts_name_what_is_wrong_and_what_to_change(tmp_path, capsys)
     assert png_size(tmp_path / "h.png")[1] > 400
 
 
+def test_no_output_overwrites_a_file_the_run_reads_and_labels_must_be_the_models_classes(
+        tmp_path):
+    data = "a,b,label\n0.5,0.25,1\n-1,0.5,0\n0.2,0.1,1\n-0.4,0.3,0\n"
+    (tmp_path / "d.csv").write_text(data)
+    assert run_cli("train", "--data", "d.csv", "--epochs", "2", "--save", "m.json",
+                   cwd=tmp_path).returncode == 0
+    model = (tmp_path / "m.json").read_text()
+    for flags, message in (
+            (["predict", "--load", "m.json", "--data", "d.csv", "--out", "./d.csv"],
+             "--out ./d.csv would overwrite the --data file"),
+            (["predict", "--load", "m.json", "--data", "d.csv", "--out", "m.json"],
+             "--out m.json would overwrite the --load file"),
+            (["train", "--data", "d.csv", "--save", "d.csv"],
+             "--save d.csv would overwrite the --data file"),
+            (["train", "--data", "d.csv", "--export", "d.csv"],
+             "--export d.csv would overwrite the --data file")):
+        result = run_cli(*flags, cwd=tmp_path)
+        assert result.returncode == 2 and message in result.stderr, result.stderr
+    assert (tmp_path / "d.csv").read_text() == data  # nothing lost
+    assert (tmp_path / "m.json").read_text() == model
+    resumed = run_cli("train", "--data", "d.csv", "--epochs", "1", "--load", "m.json",
+                      "--save", "m.json", cwd=tmp_path)  # a run resumed in place: allowed
+    assert resumed.returncode == 0 and (tmp_path / "m.json").read_text() != model
+    (tmp_path / "seven.csv").write_text("a,b,label\n0.5,0.25,1\n-1,0.5,7\n")
+    result = run_cli("predict", "--load", "m.json", "--data", "seven.csv", cwd=tmp_path)
+    assert result.returncode == 2 and ("seven.csv: data row 2 has the label 7, not a class of "
+                                       "the model (its classes: 0 and 1 (or -1 and 1))"
+                                       in result.stderr), result.stderr
+    (tmp_path / "one.csv").write_text("0.5,0.25,1\n")
+    result = run_cli("predict", "--load", "m.json", "--data", "one.csv", cwd=tmp_path)
+    assert result.returncode == 0 and result.stdout.endswith("on the 1 labelled row\n")
+
+
 def test_your_own_data_round_trips_through_train_save_and_predict(tmp_path):
     result = run_cli("train", "--dataset", "moons", "--samples", "30", "--export", "m.csv",
                      cwd=tmp_path)
