@@ -872,6 +872,11 @@ def _check_batch(outputs: Sequence, targets: Sequence, what: str) -> None:
 def _numbers(outputs: Sequence, targets: Sequence, what: str) -> list[float]:
     """The targets as floats, one per output; anything but a real number is a TypeError."""
     _check_batch(outputs, targets, what)
+    for i, output in enumerate(outputs):
+        if isinstance(output, (list, tuple)):
+            raise TypeError(f"{what} needs one score per sample, got a list of "
+                            f"{len(output)} at index {i}: a model with an output per class "
+                            "needs cross entropy (ce)")
     out = []
     for i, t in enumerate(targets):
         if not isinstance(t, numbers.Real):
@@ -946,6 +951,12 @@ def _cross_entropy_one(logits: tuple[Value, ...], target: int) -> Value:
 def cross_entropy(logits: Sequence[Sequence[Value]], targets: Sequence[int]) -> Value:
     """Softmax cross entropy: logits holds one list of class scores per sample."""
     _check_batch(logits, targets, "cross_entropy")
+    for i, row in enumerate(logits):
+        if isinstance(row, (Value, str)) or not isinstance(row, Sequence):
+            raise TypeError(f"cross_entropy needs a list of class scores per sample, got "
+                            f"{type(row).__name__} at index {i}: a model with one output "
+                            "scores two classes (use bce or hinge), or give its last layer "
+                            "a neuron per class")
     rows = [_as_values(row) for row in logits]
     for i, (row, t) in enumerate(zip(rows, targets)):
         if isinstance(t, bool) or not isinstance(t, numbers.Integral) or not 0 <= t < len(row):
@@ -1937,6 +1948,8 @@ def _check_data(X: Sequence, y: Sequence, what: str) -> None:
         if len(x) != len(X[0]):
             raise ValueError(f"{x_name}[{i}] has {len(x)} inputs, {x_name}[0] {len(X[0])}")
         for j, v in enumerate(x):
+            if not isinstance(v, numbers.Real):
+                raise TypeError(f"{x_name}[{i}][{j}] is {v!r}: training needs numbers")
             if not math.isfinite(v):
                 raise ValueError(f"{x_name}[{i}][{j}] is {v}: training needs finite inputs")
         if isinstance(t, numbers.Real) and not math.isfinite(t):
@@ -2002,11 +2015,8 @@ def train(model: Module, X: Sequence[Sequence[float]], y: Sequence, loss: str | 
         raise RuntimeError("train() cannot learn inside no_grad(): no graph is built there, "
                            "so no gradient flows; call it outside the with block")
     n = len(X)
-    if epochs < 1:
-        raise ValueError(f"epochs must be at least 1, got {epochs!r}")
-    batch_size = n if batch_size is None else batch_size
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size!r}")
+    epochs = _size(epochs, "epochs")
+    batch_size = n if batch_size is None else _size(batch_size, "batch_size")
     _check_data(X, y, "training")
     if val is not None:
         _check_data(val[0], val[1], "validation")

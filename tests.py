@@ -966,6 +966,27 @@ def test_one_cycle_has_torchs_rates_and_ends_at_its_end_not_below_zero(tmp_path)
     assert bad.returncode == 2 and "invalid max_lr: inf" in bad.stderr, bad.stderr
 
 
+def test_a_loss_given_the_wrong_shape_of_output_or_train_a_wrong_kind_of_setting_says_so():
+    one, two = mg.MLP(2, [1], seed=0), mg.MLP(2, [2], seed=0)
+    X = [[1.0, 2.0], [0.5, -1.0]]
+    with pytest.raises(TypeError, match="cross_entropy needs a list of class scores per sample, "
+                                        "got Value at index 0: a model with one output"):
+        mg.train(one, X, [1, 0], loss="ce", epochs=1, verbose=False)
+    for loss in ("mse", "hinge", "bce"):
+        with pytest.raises(TypeError, match="needs one score per sample, got a list of 2 at "
+                                            "index 0: a model with an output per class needs "
+                                            r"cross entropy \(ce\)"):
+            mg.train(two, X, [1, 0], loss=loss, epochs=1, verbose=False)
+    for options, message in (({"epochs": 2.5}, "epochs must be a whole number, got float: 2.5"),
+                             ({"batch_size": 1.5}, "batch_size must be a whole number"),
+                             ({"epochs": 0}, "epochs must be at least 1, got 0")):
+        with pytest.raises((TypeError, ValueError), match=message):
+            mg.train(one, X, [1, 0], verbose=False, **options)
+    with pytest.raises(TypeError, match=r"X\[1\]\[0\] is 'a': training needs numbers"):
+        mg.train(one, [[1.0, 2.0], ["a", 1.0]], [1, 0], verbose=False)
+    assert one.parameters()[0].data == mg.MLP(2, [1], seed=0).parameters()[0].data  # untouched
+
+
 def test_optimizer_single_steps_by_hand():
     p = Value(1.0)
     p.grad = 0.5
