@@ -3711,6 +3711,22 @@ def test_backprop_plays_step_by_step_in_frames_and_lines(tmp_path):
         assert result.returncode == 2 and "Traceback" not in result.stderr
 
 
+def test_step_through_refuses_a_graph_too_large_to_play_before_any_work(tmp_path):
+    # 41 values: its 62 frames would take a quarter of a minute and most of a gigabyte
+    text = "+".join(f"tanh(x*{i}+y)" for i in range(1, 9))
+    root = mg.parse_expression(text, {"x": 0.1, "y": 0.2})
+    root.backward()
+    assert len(mg._topological_order(root)) == 41 > mg.STEPS_LIMIT
+    with pytest.raises(ValueError, match="the graph has 41 values, more than 40"):
+        mg.step_through(root, str(tmp_path / "big.gif"), say=lambda line: None)
+    lines = mg.step_through(root, say=lambda line: None)  # the lines alone: any size
+    assert len(lines) == 2 * sum(1 for v in mg._topological_order(root) if v._children)
+    result = run_cli("expr", text, "--at", "x=0.1,y=0.2", "--steps", "big.gif", cwd=tmp_path)
+    assert result.returncode == 1 and result.stdout == "", result.stdout
+    assert "cannot draw big.gif: the graph has 41 values, more than 40" in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
 ROSENBROCK = "(1-x)**2 + 100*(y-x**2)**2"
 
 
