@@ -5058,9 +5058,9 @@ def run_expr(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     for path in (args.out, args.steps):
         if path and path.lower().endswith((".png", ".svg", ".pdf", ".gif")):
             _check_folder(path)
-    values = len(_topological_order(root))
-    if args.steps and values > STEPS_LIMIT:
-        raise CommandError(f"cannot draw {args.steps}: {_too_many_steps(values, STEPS_LIMIT)}")
+    size = len(_topological_order(root))
+    if args.steps and size > STEPS_LIMIT:
+        raise CommandError(f"cannot draw {args.steps}: {_too_many_steps(size, STEPS_LIMIT)}")
     fills = None
     if args.quiz:
         marks = quiz(root)
