@@ -5655,23 +5655,29 @@ def _discard_stdout() -> None:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
-def _negative_points(argv: Sequence[str]) -> list[str]:
-    """`--start -1.5,2` as `--start=-1.5,2`: argparse takes a value that starts with a minus
-    sign for a flag unless it is a single number."""
-    joined: list[str] = []
+def _minus_signs(argv: Sequence[str]) -> list[str]:
+    """argv with what starts with a minus sign made readable to argparse, which would take it
+    for a flag: `--start -1.5,2` as `--start=-1.5,2`, and an expression (-x*y) given a space
+    in front, which the expression reader ignores."""
+    out: list[str] = []
+    takes_expression = False
     for arg in argv:
-        if joined and joined[-1] == "--start" and arg.startswith("-"):
-            joined[-1] = f"--start={arg}"
+        if out and out[-1] == "--start" and arg.startswith("-"):
+            out[-1] = f"--start={arg}"
+        elif (takes_expression and arg.startswith("-") and arg[1:2] not in ("-", "h", "")
+              and out[-1] not in ("--out", "--steps")):  # there, a file's name
+            out.append(f" {arg}")
         else:
-            joined.append(arg)
-    return joined
+            out.append(arg)
+        takes_expression = takes_expression or arg in ("expr", "descend")
+    return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status (2 for bad flags, from argparse)."""
     _open_missing_streams()
     parser = build_parser()
-    args = parser.parse_args(_negative_points(sys.argv[1:] if argv is None else argv))
+    args = parser.parse_args(_minus_signs(sys.argv[1:] if argv is None else argv))
     if args.command is None:
         parser.print_help()
         return 2

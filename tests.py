@@ -3727,6 +3727,22 @@ def test_step_through_refuses_a_graph_too_large_to_play_before_any_work(tmp_path
     assert list(tmp_path.iterdir()) == []
 
 
+def test_an_expression_that_starts_with_a_minus_sign_is_an_expression_not_a_flag(tmp_path):
+    pytest.importorskip("matplotlib")  # expr draws its graph
+    result = run_cli("expr", "--check", "-x*y", "--at", "x=3,y=2", "--out", "g.png",
+                     cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    rows = check_rows(result.stdout)
+    assert float(rows["x"][1]) == -2.0 and float(rows["y"][1]) == -3.0
+    result = run_cli("descend", "-x*y + (x*y)**2", "--start", "-0.5,0.5", "--steps", "3",
+                     "--out", "p.png", cwd=tmp_path)
+    assert result.returncode == 0 and "after 3 steps" in result.stdout, result.stderr
+    for flags, message in ((["-z", "--at", "x=1"], "z has no value"),
+                           (["--bogus"], "unrecognized arguments: --bogus")):
+        result = run_cli("expr", *flags, cwd=tmp_path)
+        assert result.returncode == 2 and message in result.stderr, result.stderr
+
+
 ROSENBROCK = "(1-x)**2 + 100*(y-x**2)**2"
 
 
