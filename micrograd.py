@@ -3805,7 +3805,9 @@ def compile_expression(text: str, names: Iterable[str]) -> Callable[[Mapping], V
     try:
         tree = ast.parse(text.strip(), mode="eval")
     except SyntaxError as e:
-        raise ExpressionError(f"{text!r} is not an expression: {e.msg}") from None
+        raise ExpressionError(f"{text!r:.80} is not an expression: {e.msg}") from None
+    except (RecursionError, MemoryError):  # Python's own parser gives up
+        raise ExpressionError("the expression is nested too deeply") from None
     if isinstance(tree.body, (ast.Name, ast.Constant)):
         raise ExpressionError(f"{text!r} has no op on a name: nothing to differentiate")
     todo: list[ast.AST] = [tree]

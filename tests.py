@@ -3573,7 +3573,7 @@ def test_sin_and_cos_have_torchs_slopes():
     ("open('f')", "unknown function open()"), ("z * 2", "z has no value: give it with --at z=..."),
     ("x +", "is not an expression"), ("log(x, 2)", "takes one argument"),
     ("x if x else 2", "is not allowed"), ("x < 2", "is not allowed"), ("x", "no op"),
-    ("log(-x)", "cannot be computed")])
+    ("log(-x)", "cannot be computed"), ("+".join(["x"] * 20000), "nested too deeply")])
 def test_a_hostile_or_broken_expression_is_exit_2_and_runs_nothing(text, message, tmp_path):
     result = run_cli("expr", text, "--at", "x=2", cwd=tmp_path)
     assert result.returncode == 2 and message in result.stderr, result.stderr
