@@ -2028,6 +2028,13 @@ def train(model: Module, X: Sequence[Sequence[float]], y: Sequence, loss: str | 
     history, progress = History(), _Progress(epochs, verbose)
     loss_fn = _loss_function(loss)
     opt = _make_optimizer(optimizer, model.parameters(), lr, weight_decay)
+    if scheduler is not None and not isinstance(scheduler, LRScheduler):
+        raise TypeError(f"scheduler must be an LRScheduler, got {type(scheduler).__name__}: "
+                        f"{scheduler!r:.40}")
+    if scheduler is not None and scheduler.optimizer is not opt:
+        raise ValueError("the scheduler steps another optimizer than train()'s: make the "
+                         "optimizer, give it as train(optimizer=opt), and make the scheduler "
+                         "on it")
     bad = _first_non_finite(model) if isinstance(model, Module) else None
     if bad is not None:
         raise ValueError(f"the model has a non-finite parameter before training: {bad}")

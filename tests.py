@@ -984,6 +984,13 @@ def test_a_loss_given_the_wrong_shape_of_output_or_train_a_wrong_kind_of_setting
             mg.train(one, X, [1, 0], verbose=False, **options)
     with pytest.raises(TypeError, match=r"X\[1\]\[0\] is 'a': training needs numbers"):
         mg.train(one, [[1.0, 2.0], ["a", 1.0]], [1, 0], verbose=False)
+    other = mg.SGD(one.parameters(), lr=0.1)
+    with pytest.raises(ValueError, match="the scheduler steps another optimizer than "
+                                         "train\\(\\)'s"):
+        mg.train(one, X, [1, 0], optimizer="adam", scheduler=mg.StepLR(other, 1), verbose=False)
+    assert other.lr == 0.1  # not stepped
+    with pytest.raises(TypeError, match="scheduler must be an LRScheduler, got str: 'cosine'"):
+        mg.train(one, X, [1, 0], scheduler="cosine", verbose=False)
     assert one.parameters()[0].data == mg.MLP(2, [1], seed=0).parameters()[0].data  # untouched
 
 
