@@ -1836,6 +1836,13 @@ def _loss_function(loss: str | Callable) -> Callable[..., Value]:
 def _make_optimizer(optimizer: str | Optimizer, params: list[Value], lr: float | None,
                     weight_decay: float | None) -> Optimizer:
     if isinstance(optimizer, Optimizer):
+        if lr is not None or weight_decay is not None:
+            raise ValueError("lr and weight_decay are for an optimizer given by name: set "
+                             "them on your optimizer")
+        own = set(params)
+        if not any(p in own for p in optimizer.params):
+            raise ValueError("the optimizer holds none of the model's parameters: make it on "
+                             "model.parameters()")
         return optimizer
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {optimizer!r}; choose from {', '.join(OPTIMIZERS)}")

@@ -991,7 +991,16 @@ def test_a_loss_given_the_wrong_shape_of_output_or_train_a_wrong_kind_of_setting
     assert other.lr == 0.1  # not stepped
     with pytest.raises(TypeError, match="scheduler must be an LRScheduler, got str: 'cosine'"):
         mg.train(one, X, [1, 0], scheduler="cosine", verbose=False)
-    assert one.parameters()[0].data == mg.MLP(2, [1], seed=0).parameters()[0].data  # untouched
+    with pytest.raises(ValueError, match="the optimizer holds none of the model's parameters"):
+        mg.train(one, X, [1, 0], optimizer=mg.SGD(two.parameters(), lr=0.1), verbose=False)
+    with pytest.raises(ValueError, match="lr and weight_decay are for an optimizer given by "
+                                         "name"):
+        mg.train(one, X, [1, 0], optimizer=other, lr=0.5, verbose=False)
+    assert [p.data for p in one.parameters()] == [p.data for p in mg.MLP(2, [1], seed=0)
+                                                  .parameters()]  # nothing trained so far
+    frozen = mg.train(one, X, [1, 0], optimizer=mg.SGD(one.parameters()[:1], lr=0.1),
+                      epochs=2, verbose=False)  # a part of the model: as torch, allowed
+    assert frozen.loss[0] != frozen.loss[1]
 
 
 def test_optimizer_single_steps_by_hand():
