@@ -430,10 +430,17 @@ def _as_values(items: Iterable[Value | float]) -> tuple[Value, ...]:
     return tuple(v if isinstance(v, Value) else Value(v) for v in items)
 
 
+def _check_root(root: object) -> None:
+    if not isinstance(root, Value):
+        raise TypeError(f"expected a Value, the root of a graph, got {type(root).__name__}: "
+                        f"{root!r:.40}")
+
+
 def _topological_order(root: Value) -> list[Value]:
     """Every node root depends on, children before parents: a depth-first search without
     recursion (a chain a million ops deep is fine), which keeps the node it is expanding and
     an iterator over its children, and stacks those of the nodes above it."""
+    _check_root(root)
     order, seen, path, todo = [], {root}, [], []
     node, children = root, iter(root._children)
     while True:
@@ -2045,6 +2052,8 @@ def train(model: Module, X: Sequence[Sequence[float]], y: Sequence, loss: str | 
     bad = _first_non_finite(model) if isinstance(model, Module) else None
     if bad is not None:
         raise ValueError(f"the model has a non-finite parameter before training: {bad}")
+    if generator is not None and seed is not None:
+        raise ValueError("give seed or generator, not both: the generator decides the order")
     rng = generator or random.Random(seed)
     steps = 0
     order = list(range(n))
@@ -3088,6 +3097,7 @@ def _finish(fig: Figure, path: str | None, show: bool) -> Figure:
 
 def _count_nodes(root: Value, limit: int) -> int:
     """How many Values root depends on, counting no further than limit + 1."""
+    _check_root(root)
     seen, stack = {root}, [root]
     while stack and len(seen) <= limit:
         for child in stack.pop()._children:
@@ -3955,6 +3965,7 @@ def quiz(root: Value, answers: Iterator[str] | None = None,
     (from standard input unless `answers` is given); mark each right (within 1e-3, relative
     or absolute) or wrong, with a hint and the answer after a wrong one; end with
     'score K/N'. backward() is run first; returns each node asked and whether it was right."""
+    _check_root(root)
     root.backward()
     order = _topological_order(root)[::-1]
     names = _short_names(order)

@@ -998,6 +998,11 @@ def test_a_loss_given_the_wrong_shape_of_output_or_train_a_wrong_kind_of_setting
         mg.train(one, X, [1, 0], optimizer=other, lr=0.5, verbose=False)
     assert [p.data for p in one.parameters()] == [p.data for p in mg.MLP(2, [1], seed=0)
                                                   .parameters()]  # nothing trained so far
+    with pytest.raises(ValueError, match="give seed or generator, not both"):
+        mg.train(one, X, [1, 0], seed=1, generator=random.Random(2), verbose=False)
+    for show in (mg.explain, mg.draw_graph, mg.step_through, mg.quiz):
+        with pytest.raises(TypeError, match="expected a Value, the root of a graph, got float"):
+            show(3.0)
     frozen = mg.train(one, X, [1, 0], optimizer=mg.SGD(one.parameters()[:1], lr=0.1),
                       epochs=2, verbose=False)  # a part of the model: as torch, allowed
     assert frozen.loss[0] != frozen.loss[1]
