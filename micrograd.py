@@ -5542,6 +5542,10 @@ def _run_comparison(args: argparse.Namespace, parser: argparse.ArgumentParser) -
     for flag in ("save", "load", "graph", "animate", "neurons", "diagnose"):
         if getattr(args, flag):
             parser.error(f"--compare runs several models: --{flag} takes one")
+    if args.export:
+        parser.error("--export writes the data and stops: leave out --compare")
+    if getattr(args, COMPARABLE[setting][0]) is not None:
+        parser.error(f"--compare gives the values of --{setting}: leave out --{setting}")
     rows, runs = [], {}
     for text in raw:
         run = argparse.Namespace(**{**vars(args), "compare": None, "quiet": True,

@@ -4087,10 +4087,14 @@ def test_compare_rows_equal_separate_runs_and_a_diverged_one_is_reported(tmp_pat
                     "--boundary", str(tmp_path / "b.png")]) == 0
     assert png_size(tmp_path / "b.png")[0] > 1.8 * png_size(tmp_path / "b.png")[1]  # two wide
     for flags in (["--compare", "lr"], ["--compare", "depth=3,4"], ["--compare", "lr=0,1"],
-                  ["--compare", "lr=0.1", "--save", "m.json"]):
+                  ["--compare", "lr=0.1", "--save", "m.json"],
+                  ["--compare", "lr=0.1", "--export", "e.csv"],
+                  ["--compare", "hidden=4,8", "--hidden", "3"]):
         with pytest.raises(SystemExit) as stop:
             mg.main([*common, *flags])
         assert stop.value.code == 2
+    assert "--compare gives the values of --hidden: leave out --hidden" in \
+        capsys.readouterr().err
 
 
 def badges(fig) -> list[str]:
