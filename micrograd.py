@@ -5544,6 +5544,12 @@ def _run_comparison(args: argparse.Namespace, parser: argparse.ArgumentParser) -
             parser.error(f"--compare runs several models: --{flag} takes one")
     if args.export:
         parser.error("--export writes the data and stops: leave out --compare")
+    if args.boundary:  # the runs draw nothing: their data is checked here, before any runs
+        name = os.path.basename(args.data) if args.data else args.dataset or "toy"
+        data = argparse.Namespace(**{**vars(args), "dataset": name})
+        inputs = len(_load_data(data, parser)[0][0])
+        if inputs != 2:
+            parser.error(f"--boundary draws datasets with 2 inputs; {name} has {inputs}")
     if getattr(args, COMPARABLE[setting][0]) is not None:
         parser.error(f"--compare gives the values of --{setting}: leave out --{setting}")
     rows, runs = [], {}

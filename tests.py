@@ -4089,12 +4089,14 @@ def test_compare_rows_equal_separate_runs_and_a_diverged_one_is_reported(tmp_pat
     for flags in (["--compare", "lr"], ["--compare", "depth=3,4"], ["--compare", "lr=0,1"],
                   ["--compare", "lr=0.1", "--save", "m.json"],
                   ["--compare", "lr=0.1", "--export", "e.csv"],
-                  ["--compare", "hidden=4,8", "--hidden", "3"]):
+                  ["--compare", "hidden=4,8", "--hidden", "3"],
+                  ["--compare", "lr=0.1,0.2", "--dataset", "toy", "--boundary", "b.png"]):
         with pytest.raises(SystemExit) as stop:
             mg.main([*common, *flags])
         assert stop.value.code == 2
-    assert "--compare gives the values of --hidden: leave out --hidden" in \
-        capsys.readouterr().err
+    errors = capsys.readouterr().err
+    assert "--compare gives the values of --hidden: leave out --hidden" in errors
+    assert "--boundary draws datasets with 2 inputs; toy has 3" in errors
 
 
 def badges(fig) -> list[str]:
