@@ -91,40 +91,6 @@ class Value:
     def __float__(self) -> float:
         return self.data
 
-    # -- the habits of a PyTorch tensor, for scalars -------------------------------------------
-
-    requires_grad = True  # a leaf set to False gets no gradient and optimizers skip it
-
-    def item(self) -> float:
-        return self.data
-
-    @property
-    def is_leaf(self) -> bool:
-        return not self._children
-
-    def detach(self) -> Value:
-        """A new leaf with this data, cut from the graph (it requires no gradient)."""
-        out = Value(self.data)
-        out.requires_grad = False
-        return out
-
-    def __lt__(self, other: Value | float) -> bool:  # comparisons read the data; == stays
-        return self.data < _data_of(other)  # identity, as hashing a Value needs
-
-    def __le__(self, other: Value | float) -> bool:
-        return self.data <= _data_of(other)
-
-    def __gt__(self, other: Value | float) -> bool:
-        return self.data > _data_of(other)
-
-    def __ge__(self, other: Value | float) -> bool:
-        return self.data >= _data_of(other)
-
-    @property
-    def _prev(self) -> set[Value]:
-        """The children as a set: the original micrograd's name for them."""
-        return set(self._children)
-
     # -- arithmetic: each op states its value and its local derivatives together --------------
 
     def __add__(self, other: Value | float) -> Value:
@@ -381,6 +347,40 @@ class Value:
         a closure for this (out._backward = fn); a node made that way runs its own."""
         for child, local in zip(self._children, self._local_grads or ()):
             child.grad += local * self.grad
+
+    # -- the habits of a PyTorch tensor, for scalars -------------------------------------------
+
+    requires_grad = True  # a leaf set to False gets no gradient and optimizers skip it
+
+    def item(self) -> float:
+        return self.data
+
+    @property
+    def is_leaf(self) -> bool:
+        return not self._children
+
+    def detach(self) -> Value:
+        """A new leaf with this data, cut from the graph (it requires no gradient)."""
+        out = Value(self.data)
+        out.requires_grad = False
+        return out
+
+    def __lt__(self, other: Value | float) -> bool:  # comparisons read the data; == stays
+        return self.data < _data_of(other)  # identity, as hashing a Value needs
+
+    def __le__(self, other: Value | float) -> bool:
+        return self.data <= _data_of(other)
+
+    def __gt__(self, other: Value | float) -> bool:
+        return self.data > _data_of(other)
+
+    def __ge__(self, other: Value | float) -> bool:
+        return self.data >= _data_of(other)
+
+    @property
+    def _prev(self) -> set[Value]:
+        """The children as a set: the original micrograd's name for them."""
+        return set(self._children)
 
 
 # PyTorch's relu and clamp select rather than multiply: where they are flat they pass 0, even
