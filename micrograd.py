@@ -718,7 +718,8 @@ def _zip_nested(values: list, data: object, key: str) -> list[tuple[Value, float
 
 
 def _size(value: object, name: str, low: int = 1) -> int:
-    """value as a layer size: a whole number of at least `low` (numpy's integers too)."""
+    """value as a count (a layer size, epochs): a whole number of at least `low` (numpy's
+    integers too)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be a whole number, got {type(value).__name__}: {value!r}")
     if value < low:
@@ -2049,11 +2050,11 @@ def train(model: Module, X: Sequence[Sequence[float]], y: Sequence, loss: str | 
         raise ValueError("the scheduler steps another optimizer than train()'s: make the "
                          "optimizer, give it as train(optimizer=opt), and make the scheduler "
                          "on it")
+    if generator is not None and seed is not None:
+        raise ValueError("give seed or generator, not both: the generator decides the order")
     bad = _first_non_finite(model) if isinstance(model, Module) else None
     if bad is not None:
         raise ValueError(f"the model has a non-finite parameter before training: {bad}")
-    if generator is not None and seed is not None:
-        raise ValueError("give seed or generator, not both: the generator decides the order")
     rng = generator or random.Random(seed)
     steps = 0
     order = list(range(n))
@@ -5085,8 +5086,8 @@ def run_expr(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     for path in (args.out, args.steps):
         if path and path.lower().endswith((".png", ".svg", ".pdf", ".gif")):
             _check_folder(path)
-    size = len(_topological_order(root))
-    if args.steps and size > STEPS_LIMIT:
+    size = len(_topological_order(root)) if args.steps else 0
+    if size > STEPS_LIMIT:  # refused before anything is printed
         raise CommandError(f"cannot draw {args.steps}: {_too_many_steps(size, STEPS_LIMIT)}")
     fills = None
     if args.quiz:
@@ -5544,14 +5545,14 @@ def _run_comparison(args: argparse.Namespace, parser: argparse.ArgumentParser) -
             parser.error(f"--compare runs several models: --{flag} takes one")
     if args.export:
         parser.error("--export writes the data and stops: leave out --compare")
+    if getattr(args, COMPARABLE[setting][0]) is not None:
+        parser.error(f"--compare gives the values of --{setting}: leave out --{setting}")
     if args.boundary:  # the runs draw nothing: their data is checked here, before any runs
         name = os.path.basename(args.data) if args.data else args.dataset or "toy"
         data = argparse.Namespace(**{**vars(args), "dataset": name})
         inputs = len(_load_data(data, parser)[0][0])
         if inputs != 2:
             parser.error(f"--boundary draws datasets with 2 inputs; {name} has {inputs}")
-    if getattr(args, COMPARABLE[setting][0]) is not None:
-        parser.error(f"--compare gives the values of --{setting}: leave out --{setting}")
     rows, runs = [], {}
     for text in raw:
         run = argparse.Namespace(**{**vars(args), "compare": None, "quiet": True,
