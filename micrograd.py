@@ -3960,10 +3960,20 @@ def format_check(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _typed_answers() -> Iterator[str]:
+    """Lines typed in answer, through input() (a box under the cell in a notebook), until
+    the input ends."""
+    while True:
+        try:
+            yield input()
+        except (EOFError, NotImplementedError):  # the end, or a frontend that takes no input
+            return
+
+
 def quiz(root: Value, answers: Iterator[str] | None = None,
          say: Callable[[str], None] = print) -> dict[Value, bool]:
     """Ask for each gradient of root's graph from the root down, reading one answer a line
-    (from standard input unless `answers` is given); mark each right (within 1e-3, relative
+    (typed, unless `answers` is given); mark each right (within 1e-3, relative
     or absolute) or wrong, with a hint and the answer after a wrong one; end with
     'score K/N'. backward() is run first; returns each node asked and whether it was right."""
     _check_root(root)
@@ -3974,7 +3984,7 @@ def quiz(root: Value, answers: Iterator[str] | None = None,
     for v in order:
         for child, local in zip(v._children, v._local_grads or ()):
             parents[child].append((v, local))
-    answers = answers if answers is not None else iter(sys.stdin.readline, "")
+    answers = answers if answers is not None else _typed_answers()
     top, marks = names[root], {}
     say(f"d{top}/d{top} = 1 (the root). Give each gradient, one a line:")
     for v in order[1:]:

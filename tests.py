@@ -3668,6 +3668,24 @@ def test_expr_check_says_where_a_nudge_leaves_the_domain_or_a_value_overflows(tm
     assert bad.returncode == 2 and "--at: must be a finite number, got nan" in bad.stderr
 
 
+def test_quiz_asks_through_input_so_a_notebook_shows_a_box(monkeypatch):
+    a, b = Value(2.0, "a"), Value(3.0, "b")
+    c = a * b
+    typed = iter(["2", "wrong"])
+    monkeypatch.setattr("builtins.input", lambda: next(typed))
+    marks = mg.quiz(c, say=lambda line: None)
+    assert [marks[b], marks[a]] == [True, False]
+
+    def no_input() -> str:  # what ipykernel raises where the frontend takes no input
+        raise NotImplementedError("raw_input was called, but this frontend does not support "
+                                  "input requests")
+
+    monkeypatch.setattr("builtins.input", no_input)
+    said = []
+    assert list(mg.quiz(c, say=said.append).values()) == [False, False]
+    assert said[-1] == "score 0/2"
+
+
 def test_expr_quiz_reads_answers_marks_them_and_scores(tmp_path):
     pytest.importorskip("matplotlib")  # expr draws its graph
     answers = "4\n-2\n0.5\nabc\n-4.0005\n6\n"  # f d c e b a: right, right, wrong x2, right x2
