@@ -2338,6 +2338,10 @@ def load_csv(path: str, target: str | None = None, labelled: bool = True,
         raise ValueError(f"{path} holds a header and no rows")
     if len(body) > max_rows:
         raise ValueError(f"{path} holds {len(body):,} rows; at most {max_rows:,} are read")
+    if labelled and len(names) < 2:
+        separated = ";" in rows[0][0] or "\t" in rows[0][0]
+        raise ValueError(f"{path} has one column: " + ("separate the cells by commas"
+                         if separated else "a label needs inputs beside it"))
     column = len(names) - 1
     if target is not None:
         if not header or target not in names:
@@ -5607,8 +5611,8 @@ def run_predict(args: argparse.Namespace, parser: argparse.ArgumentParser) -> No
     if len(X[0]) == model.nin + 1:  # a label column too: the accuracy can be told
         labels = [row.pop() for row in X]
     elif len(X[0]) != model.nin:
-        parser.error(f"{args.data} has {len(X[0])} columns; the model takes {model.nin} "
-                     "inputs (and a label may follow them)")
+        parser.error(f"{args.data} has {_plural(len(X[0]), 'column')}; the model takes "
+                     f"{_plural(model.nin, 'input')} (and a label may follow them)")
     _check_not_input(parser, "out", args.out, args, ("data", "load"))
     _check_folder(args.out)
     if labels is not None:

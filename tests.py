@@ -4264,7 +4264,9 @@ def test_your_own_data_round_trips_through_train_save_and_predict(tmp_path):
     ("1,2,0\n3,4,0.5\n", "row 2, column 3: the label 0.5 is not a class"),
     ("1,2,0\n3,4,7\n", "the labels are 0, 7"),
     ("1,nan,0\n3,4,1\n", "row 1, column 2: nan is not finite"),
-    ("a;b;label\n1;2;0\n3;4;1\n", "'1;2;0' is not a number; separate the cells by commas")])
+    ("label\n0\n1\n", "has one column: a label needs inputs beside it"),
+    ("a;b;label\n1;2;0\n3;4;1\n", "has one column: separate the cells by commas"),
+    ("a,b;c,label\n1,2;3,0\n", "'2;3' is not a number; separate the cells by commas")])
 def test_a_bad_data_file_is_exit_2_naming_the_row_and_column(tmp_path, text, message):
     (tmp_path / "d.csv").write_text(text)
     result = run_cli("train", "--data", "d.csv", cwd=tmp_path)
