@@ -5490,7 +5490,7 @@ def run_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict
     if show:
         width = len(f"{_shown_as(loss)} before:") + 1
         print(f"{'targets:':<{width}}", _format_predictions(y_train))
-        print(f"{_shown_as(loss) + ' before:':<{width}}",
+        print(f"{_shown_as(loss) + (' before:' if epochs else ':'):<{width}}",
               _format_predictions(_shown(model, X_train, loss)))
     start = time.perf_counter()
     history = History()
@@ -5515,7 +5515,7 @@ def run_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict
     if health:
         _diagnose(args, model, health, X_train, y_train, loss)
     seconds = time.perf_counter() - start
-    if show:
+    if show and epochs:
         print(f"{_shown_as(loss) + ' after:':<{width}}",
               _format_predictions(_shown(model, X_train, loss)))
     # the loss of the trained model on every sample, not the mean over the last epoch's steps
@@ -5524,8 +5524,8 @@ def run_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict
     summary = "final: " + _metrics(*final, evaluate(model, *val, loss, threshold)
                                    if val else None, ", ")
     if not epochs:
-        print(summary + f" on all {len(X_train)} samples (evaluated only, after "
-              f"{_plural(done, 'epoch')} of training)")
+        trained = f", after {_plural(done, 'epoch')} of training" if done else ""
+        print(summary + f" on all {len(X_train)} samples (evaluated only{trained})")
     else:
         print(summary + f" on all {len(X_train)} training samples after training "
               f"({_plural(epochs, 'epoch')} in {seconds:.3g} s"

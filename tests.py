@@ -3524,8 +3524,15 @@ def test_epochs_zero_evaluates_a_saved_model_and_version_1_files_still_load(tmp_
     out = capsys.readouterr().out
     X, y = mg.make_moons(30, seed=0)
     expected_loss = mg.evaluate(model, X, [2 * t - 1 for t in y], "hinge")[0]
-    assert f"final: loss {expected_loss:.6f}" in out and "evaluated only" in out
+    assert f"final: loss {expected_loss:.6f}" in out
+    assert " on all 30 samples (evaluated only)\n" in out  # the file holds no run of its own
     assert "epoch 1" not in out and png_size(tmp_path / "b.png")[0] > 300
+    toy = tmp_path / "toy.json"
+    assert mg.main(["train", "--save", str(toy), "--quiet"]) == 0
+    assert mg.main(["train", "--load", str(toy), "--epochs", "0"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[0] for line in out[-3:]] == ["targets", "predictions", "final"]
+    assert out[-1].endswith("(evaluated only, after 20 epochs of training)")
     resumable = tmp_path / "run.json"
     assert mg.main([*args[:-2], "--epochs", "3", "--quiet", "--save", str(resumable)]) == 0
     assert mg.main([*args[:-2], "--load", str(resumable), "--epochs", "0", "--quiet",
