@@ -5448,9 +5448,9 @@ def run_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict
         model, saved = _load_model(args.load)
         if model.nin != len(X[0]) or model.nouts[-1] != nout:
             raise CommandError(
-                f"cannot load {args.load}: the model maps {model.nin} inputs to "
-                f"{model.nouts[-1]} outputs, but {args.dataset} with the {loss} loss needs "
-                f"{len(X[0])} inputs and {nout} outputs")
+                f"cannot load {args.load}: the model maps {_plural(model.nin, 'input')} to "
+                f"{_plural(model.nouts[-1], 'output')}, but {args.dataset} with the {loss} "
+                f"loss needs {_plural(len(X[0]), 'input')} and {_plural(nout, 'output')}")
     else:
         sizes = [len(X[0]), *(args.hidden or task["hidden"]), nout]
         count = _parameter_count(MLP, {"nin": sizes[0], "nouts": sizes[1:]})

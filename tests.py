@@ -4222,6 +4222,11 @@ def test_no_output_overwrites_a_file_the_run_reads_and_labels_must_be_the_models
     resumed = run_cli("train", "--data", "d.csv", "--epochs", "1", "--load", "m.json",
                       "--save", "m.json", cwd=tmp_path)  # a run resumed in place: allowed
     assert resumed.returncode == 0 and (tmp_path / "m.json").read_text() != model
+    other = run_cli("train", "--load", "m.json", "--dataset", "spiral", "--loss", "ce",
+                    cwd=tmp_path)
+    assert other.returncode == 1 and ("the model maps 2 inputs to 1 output, but spiral with "
+                                      "the ce loss needs 2 inputs and 3 outputs"
+                                      in other.stderr), other.stderr
     (tmp_path / "seven.csv").write_text("a,b,label\n0.5,0.25,1\n-1,0.5,7\n")
     result = run_cli("predict", "--load", "m.json", "--data", "seven.csv", cwd=tmp_path)
     assert result.returncode == 2 and ("seven.csv: data row 2 has the label 7, not a class of "
