@@ -510,6 +510,10 @@ def _digits(x: float) -> str:
     return f"{x:.4f}" if x == 0 or 1e-4 <= abs(x) < 1e6 or not math.isfinite(x) else f"{x:.4g}"
 
 
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
 class Explanation(str):
     """explain()'s text; a notebook shows it as lines, not as a quoted string."""
 
@@ -631,7 +635,7 @@ def _inputs(x: Sequence[Value | float], expected: int, who: str) -> tuple[Value,
         raise TypeError(f"{who} needs a sequence of {expected} numbers or Values, got "
                         f"{type(x).__name__}: {x!r:.80}")
     if len(x) != expected:
-        raise ValueError(f"{who} expects {expected} inputs, got {len(x)}")
+        raise ValueError(f"{who} expects {_plural(expected, 'input')}, got {len(x)}")
     return tuple(v if isinstance(v, Value) else Value(v, f"x{i}") for i, v in enumerate(x))
 
 
@@ -1826,7 +1830,7 @@ class History:
 
     def __repr__(self) -> str:
         last = f", last loss {self.loss[-1]:.6g}" if self.loss else ""
-        return f"History({len(self)} epochs{last})"
+        return f"History({_plural(len(self), 'epoch')}{last})"
 
 
 # Learning rates for train() that suit the small problems here (the classes keep torch's).
@@ -1911,10 +1915,6 @@ def _loss(value: float) -> str:
     return f"{value:.6f}" if abs(value) < 1e6 else f"{value:.6g}"
 
 
-def _plural(count: int, noun: str) -> str:
-    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
-
-
 def _percent(share: float | None) -> str:
     return "" if share is None else f"{100 * share:.1f}%"
 
@@ -1961,7 +1961,8 @@ def _check_data(X: Sequence, y: Sequence, what: str) -> None:
     x_name, y_name = ("X", "y") if what == "training" else ("val X", "val y")
     for i, (x, t) in enumerate(zip(X, y)):
         if len(x) != len(X[0]):
-            raise ValueError(f"{x_name}[{i}] has {len(x)} inputs, {x_name}[0] {len(X[0])}")
+            raise ValueError(f"{x_name}[{i}] has {_plural(len(x), 'input')}, {x_name}[0] "
+                             f"{len(X[0])}")
         for j, v in enumerate(x):
             if not isinstance(v, numbers.Real):
                 raise TypeError(f"{x_name}[{i}][{j}] is {v!r}: training needs numbers")
@@ -2036,8 +2037,8 @@ def train(model: Module, X: Sequence[Sequence[float]], y: Sequence, loss: str | 
     if val is not None:
         _check_data(val[0], val[1], "validation")
         if len(val[0][0]) != len(X[0]):
-            raise ValueError(f"validation samples have {len(val[0][0])} inputs, training "
-                             f"samples {len(X[0])}")
+            raise ValueError(f"validation samples have {_plural(len(val[0][0]), 'input')}, "
+                             f"training samples {len(X[0])}")
     # one cut-off between two classes for training and validation alike (see _threshold)
     threshold = _threshold(loss, list(y) + (list(val[1]) if val is not None else []))
     history, progress = History(), _Progress(epochs, verbose)
@@ -2351,7 +2352,7 @@ def load_csv(path: str, target: str | None = None, labelled: bool = True,
     X, y = [], []
     for r, row in enumerate(body, 2 if header else 1):
         if len(row) != len(names):
-            raise ValueError(f"{path} row {r} has {len(row)} cells, the first row "
+            raise ValueError(f"{path} row {r} has {_plural(len(row), 'cell')}, the first row "
                              f"{len(names)}")
         numbers = []
         for c, cell in enumerate(row, 1):
@@ -4839,7 +4840,7 @@ def _make_scheduler(args: argparse.Namespace, opt: Optimizer, epochs: int,
     if name == "onecycle" and isinstance(options.get("total_steps"), int) and \
             options["total_steps"] < epochs:
         parser.error(f"--schedule onecycle: total_steps {options['total_steps']} is fewer than "
-                     f"the {epochs} epochs it steps through")
+                     f"the {_plural(epochs, 'epoch')} it steps through")
     try:
         return SCHEDULERS[name](opt, **options)
     except (TypeError, ValueError) as e:
@@ -5478,11 +5479,11 @@ def run_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict
         if isinstance(scheduler, OneCycleLR) else epochs
     if left < epochs:
         raise CommandError(f"the one-cycle schedule has {left} of its "
-                           f"{scheduler.total_steps} steps left, fewer than the {epochs} "
-                           "epochs asked for")
+                           f"{scheduler.total_steps} steps left, fewer than the "
+                           f"{_plural(epochs, 'epoch')} asked for")
     show = len(X_train) <= 10 and not args.quiet
     if not args.quiet:
-        print(f"dataset {args.dataset}: {len(X_train)} samples of {len(X[0])} inputs"
+        print(f"dataset {args.dataset}: {len(X_train)} samples of {_plural(len(X[0]), 'input')}"
               + (f", {n_val} held out for validation" if val else ""))
         print(f"model {model}")
         print(f"loss {loss}, optimizer {optim} (lr {opt.lr:g}), {_plural(epochs, 'epoch')}, "

@@ -1258,7 +1258,7 @@ def test_training_that_cannot_train_says_so_before_changing_anything():
     before = model.state_dict()
     with mg.no_grad(), pytest.raises(RuntimeError, match="inside no_grad"):
         mg.train(model, X, y, epochs=2, verbose=False)
-    bad_sets = [(([[0.0, 1.0], [1.0]], [0, 1]), r"val X\[1\] has 1 inputs"),
+    bad_sets = [(([[0.0, 1.0], [1.0]], [0, 1]), r"val X\[1\] has 1 input, val X\[0\] 2"),
                 (([], []), "validation data, got 0 and 0"),
                 (([[0.0, math.nan]], [1]), r"val X\[0\]\[1\] is nan"),
                 (([[0.0, 1.0]], [math.inf]), r"val y\[0\] is inf"),
@@ -1266,7 +1266,7 @@ def test_training_that_cannot_train_says_so_before_changing_anything():
     for val, message in bad_sets:
         with pytest.raises(ValueError, match=message):
             mg.train(model, X, y, epochs=2, verbose=False, val=val)
-    with pytest.raises(ValueError, match=r"X\[7\] has 1 inputs"):
+    with pytest.raises(ValueError, match=r"X\[7\] has 1 input,"):
         mg.train(model, X[:7] + [[1.0]] + X[8:], y, epochs=2, verbose=False)
     assert model.state_dict() == before  # no run that failed changed the model
 
