@@ -3156,7 +3156,7 @@ def draw_graph(root: Value, path: str | None = None, show: bool = False, rankdir
     matplotlib Figure."""
     if color not in (None, "grad"):
         raise ValueError(f"color must be None or 'grad', got {color!r}")
-    count = _drawn_values(root, max_nodes, fold)
+    count = _drawn_values(root, _size(max_nodes, "max_nodes"), fold)
     if count > max_nodes:
         raise ValueError(
             f"the graph has more than {max_nodes} values to draw ({count} counted before "
@@ -3500,6 +3500,9 @@ def plot_decision_boundary(model: Callable, X: Sequence[Sequence[float]], y: Seq
         raise ValueError("plot_decision_boundary needs samples with 2 inputs, got "
                          f"{len(X[0]) if X else 0}")
     val_X, val_y = ([list(map(float, p)) for p in val[0]], list(val[1])) if val else ([], [])
+    for name, points, labels in (("X", X, y), ("val X", val_X, val_y)):
+        if len(points) != len(labels):
+            raise ValueError(f"{name} holds {len(points)} samples but its labels {len(labels)}")
     for name, points in (("X", X), ("val X", val_X)):
         for i, p in enumerate(points):
             for j, v in enumerate(p):
@@ -3772,6 +3775,8 @@ def animate_training(model: Module, X: Sequence, y: Sequence, path: str,
     """Train as train() does and write the run as an animated GIF to path: the decision
     boundary and the loss curve growing, a frame per epoch (at most about MAX_FRAMES). The
     History returned shows the GIF in a notebook."""
+    if not str(path).lower().endswith(".gif"):
+        raise ValueError(f"{path!r}: an animation is written as a GIF: end the name in .gif")
     frames = _Frames(list(X), epochs, _threshold(train_options.get("loss", "mse"), list(y)))
     history = train(model, X, y, epochs=epochs, on_epoch=frames, **train_options)
     return AnimatedHistory(history, frames.save(path, list(X), list(y)))
@@ -4143,8 +4148,14 @@ def descend(text: str, start: tuple[float, float], optimizers: Sequence[tuple[st
     OPTIMIZERS, each stepping as its class does. A path stops where f turns non-finite or
     a step leaves its domain (f is nan there)."""
     build = compile_expression(text, ("x", "y"))
+    at_start = build({"x": Value(start[0]), "y": Value(start[1])}).data
+    if not math.isfinite(at_start):
+        raise ExpressionError(f"{text!r} is {at_start} at x={start[0]:g}, y={start[1]:g}: "
+                              "there is no slope to descend from")
     paths = {}
     for name, lr in optimizers:
+        if name not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {name!r}; choose from {', '.join(OPTIMIZERS)}")
         x, y = Value(start[0], "x"), Value(start[1], "y")
         opt = OPTIMIZERS[name]([x, y], lr=lr)
         path = []
@@ -4173,6 +4184,8 @@ def plot_paths(text: str, paths: dict, path: str | None = None, show: bool = Fal
 
     build = compile_expression(text, ("x", "y"))
     points = [(x, y) for p in paths.values() for x, y, f in p if math.isfinite(f)]
+    if not points:
+        raise ValueError("no path has a point where f is finite: there is nothing to draw")
     xs, ys = [x for x, _ in points], [y for _, y in points]
     pad_x, pad_y = (max(xs) - min(xs)) * 0.15 or 1.0, (max(ys) - min(ys)) * 0.15 or 1.0
     gx = _linspace(min(xs) - pad_x, max(xs) + pad_x, 120)

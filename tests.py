@@ -3789,6 +3789,27 @@ def test_an_expression_that_starts_with_a_minus_sign_is_an_expression_not_a_flag
         assert result.returncode == 2 and message in result.stderr, result.stderr
 
 
+def test_the_drawing_tools_refuse_what_they_cannot_draw_before_any_work(tmp_path):
+    pytest.importorskip("matplotlib")
+    model, (X, y) = mg.MLP(2, [4, 1], seed=0), mg.make_moons(20, seed=0)
+    before = model.state_dict()
+    with pytest.raises(ValueError, match="an animation is written as a GIF"):
+        mg.animate_training(model, X, y, str(tmp_path / "a.png"), epochs=1, verbose=False)
+    assert model.state_dict() == before and list(tmp_path.iterdir()) == []  # nothing trained
+    with pytest.raises(ValueError, match="X holds 20 samples but its labels 5"):
+        mg.plot_decision_boundary(model, X, y[:5])
+    with pytest.raises(TypeError, match="max_nodes must be a whole number, got str"):
+        mg.draw_graph(mg._expression(), max_nodes="5")
+    with pytest.raises(ValueError, match="unknown optimizer 'lbfgs'; choose from sgd"):
+        mg.descend("x*y", (1.0, 1.0), [("lbfgs", 0.1)])
+    with pytest.raises(ValueError, match="no path has a point where f is finite"):
+        mg.plot_paths("x*y", {})
+    result = run_cli("descend", "exp(x)-exp(y)", "--start", "1000,1000", cwd=tmp_path)
+    assert result.returncode == 2 and ("'exp(x)-exp(y)' is nan at x=1000, y=1000: there is "
+                                       "no slope to descend from" in result.stderr)
+    assert list(tmp_path.iterdir()) == []
+
+
 ROSENBROCK = "(1-x)**2 + 100*(y-x**2)**2"
 
 
