@@ -2398,8 +2398,16 @@ def _check_classes(y: list[int], path: str) -> None:
 
 def save_csv(path: str, X: Sequence[Sequence[float]], y: Sequence | None = None,
              names: Sequence[str] | None = None, target: str = "label") -> None:
-    """Write X (and the labels y, as the last column) as CSV with a header, atomically."""
+    """Write X (and the labels y, as the last column) as CSV with a header, atomically;
+    what load_csv could not read back (ragged rows, a nan, labels short) is refused."""
+    if not X or (y is not None and len(y) != len(X)):
+        raise ValueError(f"save_csv needs samples and as many labels, got {len(X)} and "
+                         f"{len(y) if y is not None else 'none'}")
     names = list(names or [f"x{i}" for i in range(len(X[0]))])
+    for i, x in enumerate(X):
+        if len(x) != len(names) or not all(map(math.isfinite, x)):
+            raise ValueError(f"X[{i}] is {list(x)!r:.60}: save_csv writes "
+                             f"{_plural(len(names), 'finite number')} a row (one a name)")
     lines = [",".join([*names, *([target] if y is not None else [])])]
     for i, x in enumerate(X):
         cells = [repr(float(v)) for v in x] + ([str(y[i])] if y is not None else [])
@@ -3480,6 +3488,25 @@ def _boundary_lines(ax: object, gx: list, gy: list, scores: list, split: float) 
     return drawn
 
 
+def _plane_samples(X: Sequence, y: Sequence, name: str, empty: bool = False
+                   ) -> tuple[list[list[float]], list]:
+    """X and y as lists (numpy arrays too), each sample 2 finite inputs, as many labels as
+    samples: what a plot of the input plane needs, or a ValueError that names the fault."""
+    X, y = [list(map(float, p)) for p in X], list(y)
+    if len(X) != len(y) or not (X or empty):
+        raise ValueError(f"{name} holds {len(X)} samples and {len(y)} labels: a plot of the "
+                         "plane needs as many labels as samples, at least one")
+    for i, p in enumerate(X):
+        if len(p) != 2:
+            raise ValueError(f"{name}[{i}] has {_plural(len(p), 'input')}: a plot of the "
+                             "plane needs 2 inputs")
+        for j, v in enumerate(p):
+            if not math.isfinite(v):
+                raise ValueError(f"{name}[{i}][{j}] is {v}: a plot of the plane needs finite "
+                                 "inputs")
+    return X, y
+
+
 def plot_decision_boundary(model: Callable, X: Sequence[Sequence[float]], y: Sequence,
                            path: str | None = None, show: bool = False,
                            resolution: int = 100, val: tuple[Sequence, Sequence] | None = None,
@@ -3495,20 +3522,8 @@ def plot_decision_boundary(model: Callable, X: Sequence[Sequence[float]], y: Seq
     from matplotlib.cm import ScalarMappable
     from matplotlib.lines import Line2D
 
-    X, y = [list(map(float, p)) for p in X], list(y)  # numpy arrays too
-    if not X or len(X[0]) != 2:
-        raise ValueError("plot_decision_boundary needs samples with 2 inputs, got "
-                         f"{len(X[0]) if X else 0}")
-    val_X, val_y = ([list(map(float, p)) for p in val[0]], list(val[1])) if val else ([], [])
-    for name, points, labels in (("X", X, y), ("val X", val_X, val_y)):
-        if len(points) != len(labels):
-            raise ValueError(f"{name} holds {len(points)} samples but its labels {len(labels)}")
-    for name, points in (("X", X), ("val X", val_X)):
-        for i, p in enumerate(points):
-            for j, v in enumerate(p):
-                if not math.isfinite(v):
-                    raise ValueError(f"{name}[{i}][{j}] is {v}: a boundary plot needs "
-                                     "finite inputs")
+    X, y = _plane_samples(X, y, "X")
+    val_X, val_y = _plane_samples(*val, "val X", empty=True) if val else ([], [])
     split = 0.0 if loss is None else _threshold(loss, y + val_y)
     gx, gy = _grid(X + val_X, resolution)
     scores = predict(model, [[a, b] for b in gy for a in gx])
@@ -3545,7 +3560,9 @@ def plot_boundaries(models: Mapping[str, Callable], X: Sequence[Sequence[float]]
                     loss: str | Callable | None = None, resolution: int = 60) -> Figure:
     """The decision boundaries of several 2-input models on the same samples, side by side,
     each shaded as plot_decision_boundary shades one, its accuracy in its title."""
-    X, y = [list(map(float, p)) for p in X], list(y)
+    if not models:
+        raise ValueError("plot_boundaries needs at least one model")
+    X, y = _plane_samples(X, y, "X")
     split = 0.0 if loss is None else _threshold(loss, y)
     gx, gy = _grid(X, resolution)
     fig = _figure(260 * len(models), 280)

@@ -3796,8 +3796,22 @@ def test_the_drawing_tools_refuse_what_they_cannot_draw_before_any_work(tmp_path
     with pytest.raises(ValueError, match="an animation is written as a GIF"):
         mg.animate_training(model, X, y, str(tmp_path / "a.png"), epochs=1, verbose=False)
     assert model.state_dict() == before and list(tmp_path.iterdir()) == []  # nothing trained
-    with pytest.raises(ValueError, match="X holds 20 samples but its labels 5"):
+    with pytest.raises(ValueError, match="X holds 20 samples and 5 labels"):
         mg.plot_decision_boundary(model, X, y[:5])
+    for points, labels, message in (([[1.0, 2.0, 3.0]], [1], r"X\[0\] has 3 inputs"),
+                                    ([[math.nan, 1.0]], [1], r"X\[0\]\[0\] is nan"),
+                                    ([], [], "0 samples and 0 labels")):
+        with pytest.raises(ValueError, match=message):
+            mg.plot_decision_boundary(model, points, labels)
+    with pytest.raises(ValueError, match="X holds 20 samples and 3 labels"):
+        mg.plot_boundaries({"a": model}, X, y[:3])
+    with pytest.raises(ValueError, match="at least one model"):
+        mg.plot_boundaries({}, X, y)
+    for points, labels, names, message in (
+            (X, y[:3], None, "got 20 and 3"), ([[1.0, 2.0], [1.0]], [0, 1], None, r"X\[1\]"),
+            ([[math.nan, 1.0]], [1], None, "finite"), (X, y, ["a"], "1 finite number a row")):
+        with pytest.raises(ValueError, match=message):
+            mg.save_csv(str(tmp_path / "d.csv"), points, labels, names)
     with pytest.raises(TypeError, match="max_nodes must be a whole number, got str"):
         mg.draw_graph(mg._expression(), max_nodes="5")
     with pytest.raises(ValueError, match="unknown optimizer 'lbfgs'; choose from sgd"):
