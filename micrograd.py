@@ -491,7 +491,10 @@ def gradcheck(f: Callable[..., Value], inputs: Sequence[float], eps: float = 1e-
                              f"got {value!r}")
     xs = [float(x) for x in inputs]
     values = [Value(x) for x in xs]
-    f(*values).backward()
+    out = f(*values)
+    if not isinstance(out, Value):
+        raise TypeError(f"gradcheck needs f to return a Value, got {type(out).__name__}")
+    out.backward()
     for i, x in enumerate(xs):
         with no_grad():
             up = f(*[Value(x + eps if j == i else v) for j, v in enumerate(xs)]).data
@@ -3977,6 +3980,8 @@ def _nudged(build: Callable[[dict[str, float]], Value], values: dict[str, float]
 
 
 def format_check(rows: list[dict]) -> str:
+    if not rows:
+        return "no named input to check"
     width = max(len(r["name"]) for r in rows)
     lines = [f"{'input':<{width}}  {'backward()':>12}  {'forward diff':>12}  "
              f"{'central diff':>12}  {'rel. error':>10}  verdict"]

@@ -3669,6 +3669,10 @@ def test_expr_check_says_where_a_nudge_leaves_the_domain_or_a_value_overflows(tm
     assert rows["y"][5] == "right"
     overflow = run_cli("expr", "exp(x)", "--at", "x=710", "--check", cwd=tmp_path)
     assert " ".join(check_rows(overflow.stdout)["x"][5:]) == "cannot tell: a value is not finite"
+    assert mg.format_check(mg.nudge_check(lambda v: Value(2.0) * 3, {})) == \
+        "no named input to check"
+    with pytest.raises(TypeError, match="gradcheck needs f to return a Value, got float"):
+        mg.gradcheck(lambda a: 3.0, [1.0])
     edge = mg.nudge_check(lambda v: (Value(v["x"], "x") - 1.0 + 1e-7).sqrt(), {"x": 1.0})
     assert edge[0]["verdict"] == "cannot tell: x - h is outside the function's domain"
     bad = run_cli("expr", "x", "--at", "x=nan", cwd=tmp_path)
