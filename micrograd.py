@@ -1875,6 +1875,9 @@ def accuracy(scores: list, labels: Sequence, threshold: float = 0.0) -> float | 
     """The share of samples classified right, or None when the labels are not classes. One
     score per sample: above `threshold` is the positive class (label +1 or 1); a list of
     scores per sample: the largest picks the class index."""
+    if len(scores) != len(labels):
+        raise ValueError(f"accuracy needs a label for each score, got "
+                         f"{_plural(len(scores), 'score')} and {_plural(len(labels), 'label')}")
     if not scores:
         return None
     if isinstance(scores[0], list):
@@ -2037,6 +2040,9 @@ def train(model: Module, X: Sequence[Sequence[float]], y: Sequence, loss: str | 
     epochs = _size(epochs, "epochs")
     batch_size = n if batch_size is None else _size(batch_size, "batch_size")
     _check_data(X, y, "training")
+    if val is not None and (not isinstance(val, (tuple, list)) or len(val) != 2):
+        raise TypeError(f"val must be a pair (X_val, y_val), got {type(val).__name__} of "
+                        f"{len(val) if hasattr(val, '__len__') else 'no'} items")
     if val is not None:
         _check_data(val[0], val[1], "validation")
         if len(val[0][0]) != len(X[0]):

@@ -998,6 +998,10 @@ def test_a_loss_given_the_wrong_shape_of_output_or_train_a_wrong_kind_of_setting
         mg.train(one, X, [1, 0], optimizer=other, lr=0.5, verbose=False)
     assert [p.data for p in one.parameters()] == [p.data for p in mg.MLP(2, [1], seed=0)
                                                   .parameters()]  # nothing trained so far
+    with pytest.raises(TypeError, match=r"val must be a pair \(X_val, y_val\), got tuple of 1"):
+        mg.train(one, X, [1, 0], val=(X,), verbose=False)
+    with pytest.raises(ValueError, match="a label for each score, got 2 scores and 1 label"):
+        mg.accuracy([0.1, 0.2], [1])
     with pytest.raises(ValueError, match="give seed or generator, not both"):
         mg.train(one, X, [1, 0], seed=1, generator=random.Random(2), verbose=False)
     for show in (mg.explain, mg.draw_graph, mg.step_through, mg.quiz):
