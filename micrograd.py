@@ -3595,10 +3595,12 @@ def plot_boundaries(models: Mapping[str, Callable], X: Sequence[Sequence[float]]
 def _unit_outputs(model: MLP, points: list[list[float]]) -> list[list[list[float]]]:
     """Each layer's outputs at each point, computed by the model's own layers without a
     graph: [layer][unit][point]."""
+    if not isinstance(model, MLP):
+        raise TypeError(f"the units of an MLP are drawn and checked, got {type(model).__name__}")
     layers: list[list[list[float]]] = [[[] for _ in layer.neurons] for layer in model.layers]
     with no_grad():
         for point in points:
-            x = tuple(Value(v) for v in point)
+            x = _inputs(point, model.nin, "MLP")
             for k, layer in enumerate(model.layers):
                 x = tuple(layer._forward(x))
                 for unit, v in enumerate(x):
@@ -3609,8 +3611,8 @@ def _unit_outputs(model: MLP, points: list[list[float]]) -> list[list[list[float
 def unit_health(model: MLP, X: Sequence[Sequence[float]]) -> list[list[str]]:
     """For each layer's units: 'dead' (a relu never positive on X), 'saturated' (a tanh or
     sigmoid beyond 0.97 of its range on most of X), or ''."""
-    marks = []
-    for layer, outputs in zip(model.layers, _unit_outputs(model, [list(x) for x in X])):
+    marks, layer_outputs = [], _unit_outputs(model, [list(x) for x in X])
+    for layer, outputs in zip(model.layers, layer_outputs):
         row = []
         for out in outputs:
             if layer.activation == "relu" and max(out) <= 0.0:
@@ -4073,6 +4075,10 @@ def step_through(root: Value, path: str | None = None, rankdir: str = "LR",
     order = _topological_order(root)
     if path is not None and len(order) > max_nodes:
         raise ValueError(_too_many_steps(len(order), max_nodes))
+    if path is not None and os.path.splitext(path.rstrip("/" + os.sep))[1].lower() not in (
+            "", ".gif"):
+        raise ValueError(f"{path!r}: step_through writes a GIF (end the name in .gif) or a "
+                         "folder of PNGs (a name without an extension)")
     if any(v._children and v._local_grads is None for v in order):
         raise ValueError("step_through() plays local gradients: a node made with a _backward "
                          "of its own has none to show")
@@ -4256,6 +4262,7 @@ class HealthRecorder:
 
     def __init__(self, model: MLP, X: Sequence[Sequence[float]]) -> None:
         self.model, self.X = model, [list(x) for x in X]
+        unit_health(model, self.X[:1])  # an MLP, and samples it takes: checked now
         self.before = [[p.data for p in layer.parameters()] for layer in model.layers]
         self.ratios: list[list[float]] = [[] for _ in model.layers]
         self.counts: list[list[tuple[int, int]]] = []  # per epoch: (dead, saturated) a layer
@@ -4285,7 +4292,7 @@ def _layer_signals(model: MLP, X: Sequence, y: Sequence, loss: str | Callable
     acts: list[list[Value]] = [[] for _ in model.layers]
     outputs = []
     for x in X:
-        h = tuple(Value(v) for v in x)
+        h = _inputs(x, model.nin, "MLP")
         for k, layer in enumerate(model.layers):
             h = tuple(layer._forward(h))
             acts[k] += h

@@ -3820,6 +3820,15 @@ def test_the_drawing_tools_refuse_what_they_cannot_draw_before_any_work(tmp_path
             ([[math.nan, 1.0]], [1], None, "finite"), (X, y, ["a"], "1 finite number a row")):
         with pytest.raises(ValueError, match=message):
             mg.save_csv(str(tmp_path / "d.csv"), points, labels, names)
+    with pytest.raises(ValueError, match="MLP expects 2 inputs, got 3"):  # not zipped short
+        mg.unit_health(model, [[1.0, 2.0, 3.0]])
+    with pytest.raises(ValueError, match="MLP expects 2 inputs, got 3"):
+        mg.HealthRecorder(model, [[1.0, 2.0, 3.0]])
+    with pytest.raises(TypeError, match="the units of an MLP are drawn and checked, got "
+                                        "function"):
+        mg.HealthRecorder(lambda x: x, X)
+    with pytest.raises(ValueError, match="step_through writes a GIF"):
+        mg.step_through(mg._expression(), str(tmp_path / "s.png"), say=lambda line: None)
     with pytest.raises(TypeError, match="max_nodes must be a whole number, got str"):
         mg.draw_graph(mg._expression(), max_nodes="5")
     with pytest.raises(ValueError, match="unknown optimizer 'lbfgs'; choose from sgd"):
