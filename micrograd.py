@@ -3943,6 +3943,15 @@ def _kink_sides(root: Value) -> list[bool]:
     return sides
 
 
+def _nudged(build: Callable[[dict[str, float]], Value], values: dict[str, float]
+            ) -> Value | None:
+    """build(values), or None where the values are outside its domain."""
+    try:
+        return build(values)
+    except (ArithmeticError, ValueError):
+        return None
+
+
 def nudge_check(build: Callable[[dict[str, float]], Value], values: Mapping[str, float],
                 h: float = 1e-6) -> list[dict]:
     """For each named input of the graph that build(values) makes: backward()'s gradient,
@@ -3976,15 +3985,6 @@ def nudge_check(build: Callable[[dict[str, float]], Value], values: Mapping[str,
         rows.append({"name": name, "grad": leaf.grad, "forward": forward, "central": central,
                      "error": error, "kink": kink, "verdict": verdict})
     return rows
-
-
-def _nudged(build: Callable[[dict[str, float]], Value], values: dict[str, float]
-            ) -> Value | None:
-    """build(values), or None where the values are outside its domain."""
-    try:
-        return build(values)
-    except (ArithmeticError, ValueError):
-        return None
 
 
 def format_check(rows: list[dict]) -> str:
@@ -4059,6 +4059,12 @@ class Steps(list):
         printer.text("\n".join(self))
 
 
+def _too_many_steps(values: int, limit: int) -> str:
+    return (f"the graph has {values} values, more than {limit}: its frames would take "
+            "minutes and gigabytes; step through a smaller expression (the steps print for "
+            "any size without a file)")
+
+
 # step_through() draws two frames per op, each of the whole graph: here an expression of 36
 # values takes 12 s and 0.7 GB for its 58 frames, one of 56 values 37 s and 2 GB for 90
 STEPS_LIMIT = 40
@@ -4115,12 +4121,6 @@ def step_through(root: Value, path: str | None = None, rankdir: str = "LR",
     if path is not None:
         steps.animation = _write_frames(root, frames, path, rankdir)
     return steps
-
-
-def _too_many_steps(values: int, limit: int) -> str:
-    return (f"the graph has {values} values, more than {limit}: its frames would take "
-            "minutes and gigabytes; step through a smaller expression (the steps print for "
-            "any size without a file)")
 
 
 def _write_frames(root: Value, frames: list, path: str, rankdir: str) -> bytes | None:
@@ -5648,6 +5648,18 @@ def _run_comparison(args: argparse.Namespace, parser: argparse.ArgumentParser) -
     return {"runs": runs}
 
 
+def _check_labels(labels: list[float], model: MLP, path: str,
+                  parser: argparse.ArgumentParser) -> None:
+    """Each label must be one of the model's classes: 0 and 1 (or -1 and 1) for one output,
+    0 to n-1 for n."""
+    classes = [-1, 0, 1] if model.nouts[-1] == 1 else list(range(model.nouts[-1]))
+    for row, label in enumerate(labels, 1):
+        if label not in classes:
+            shown = "0 and 1 (or -1 and 1)" if model.nouts[-1] == 1 else f"0 to {classes[-1]}"
+            parser.error(f"{path}: data row {row} has the label {label:g}, not a class of "
+                         f"the model (its classes: {shown})")
+
+
 def run_predict(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     model, saved = _load_model(args.load)
     try:
@@ -5688,18 +5700,6 @@ def run_predict(args: argparse.Namespace, parser: argparse.ArgumentParser) -> No
         hits = sum(k == t for k, t in zip(classes, wanted))
         print(f"accuracy {_percent(hits / len(wanted))} on the "
               f"{_plural(len(wanted), 'labelled row')}")
-
-
-def _check_labels(labels: list[float], model: MLP, path: str,
-                  parser: argparse.ArgumentParser) -> None:
-    """Each label must be one of the model's classes: 0 and 1 (or -1 and 1) for one output,
-    0 to n-1 for n."""
-    classes = [-1, 0, 1] if model.nouts[-1] == 1 else list(range(model.nouts[-1]))
-    for row, label in enumerate(labels, 1):
-        if label not in classes:
-            shown = "0 and 1 (or -1 and 1)" if model.nouts[-1] == 1 else f"0 to {classes[-1]}"
-            parser.error(f"{path}: data row {row} has the label {label:g}, not a class of "
-                         f"the model (its classes: {shown})")
 
 
 def _write_text(path: str, text: str) -> None:
